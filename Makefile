@@ -1,0 +1,31 @@
+# Two commands matter: `make run` serves on 127.0.0.1:18888, `make test` runs the suite.
+# Both create .venv and install the project into it; the install is skipped while
+# pyproject.toml is unchanged (the stamp file records the last install).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install migrate clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/analytics-api serve
+
+migrate: $(STAMP)
+	$(BIN)/analytics-api migrate
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,103 @@
+"""Assembly: the routes, the middleware, and the lifespan that owns ClickHouse clients and the batcher.
+
+Start-up migrates the schema and starts the batcher. Shutdown (SIGTERM/SIGINT through uvicorn,
+after in-flight requests finish) drains the batcher and then flushes the Buffer table, because
+rows still held in a Buffer table are lost when an embedded engine's process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import db
+from server.config import Settings
+from server.errors import install_error_handlers
+from server.ingest import routes as ingest_routes
+from server.ingest.batcher import Batcher
+from server.ingest.routes import Ingest
+from server.ingest.validate import Limits
+from server.ingest.writer import EventWriter
+from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from server.responses import json_response
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    try:
+        pending = await asyncio.to_thread(db.pending_migrations, state.query_client)
+    except Exception as exc:
+        return json_response({"status": "unavailable", "reason": f"ClickHouse does not answer: {exc}"}, 503)
+    if pending:
+        names = [f"{m.version:03d}_{m.name}" for m in pending]
+        return json_response({"status": "unavailable", "reason": "migrations pending", "pending": names}, 503)
+    return json_response({"status": "ready", "queued_rows": state.ingest.batcher.queued_rows})
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        applied = await asyncio.to_thread(db.migrate, settings)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        writer_clients = [db.connect(settings) for _ in range(settings.insert_concurrency)]
+        activity_client = db.connect(settings)
+        query_client = db.connect(settings)
+        batcher = Batcher(
+            EventWriter(writer_clients, settings.insert_table).insert,
+            max_rows=settings.batch_max_rows,
+            max_delay_seconds=settings.batch_max_delay_ms / 1000,
+            concurrency=settings.insert_concurrency,
+            max_queued_rows=settings.queue_max_rows,
+            metrics=metrics,
+        )
+        batcher.start()
+        app.state.query_client = query_client
+        app.state.ingest = Ingest(
+            settings=settings,
+            limits=Limits.from_settings(settings),
+            batcher=batcher,
+            activity_writer=EventWriter([activity_client], "activities"),
+            metrics=metrics,
+        )
+        target = "embedded chDB" if settings.embedded else "ClickHouse server"
+        log.info("ready: %s, database %s, inserting into %s", target, settings.database, settings.insert_table)
+        try:
+            yield
+        finally:
+            await batcher.close()
+            await asyncio.to_thread(db.flush_buffer_table, query_client)
+            for client in [*writer_clients, activity_client, query_client]:
+                client.close()
+            log.info("stopped: batcher drained and events_buffer flushed into events")
+
+    app = Starlette(
+        routes=[
+            *ingest_routes.routes(),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_error_handlers(app)
+    return app

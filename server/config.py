@@ -1,0 +1,199 @@
+"""The one settings object: every environment variable the server reads, with its default.
+
+Settings are read once, at start (`Settings.from_env()`), validated here with messages that
+name the variable, and passed down explicitly. The README's configuration table is checked
+against `SETTINGS_DOC` by a test, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import parse_qs, urlparse
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use; the message names the variable."""
+
+
+def default_clickhouse_url() -> str:
+    return "chdb://" + str(Path.cwd() / "var" / "clickhouse")
+
+
+# name -> (default, description). The order is the README's order.
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "CLICKHOUSE_URL": (
+        "chdb://$PWD/var/clickhouse",
+        "Where ClickHouse is: `chdb:///abs/path` (embedded engine, data in that directory; "
+        "add `?database=NAME` for a database other than `default`) or "
+        "`http://user:pass@host:8123/db` (a ClickHouse server).",
+    ),
+    "HOST": ("127.0.0.1", "Address `analytics-api serve` binds to (`--host` overrides)."),
+    "PORT": ("18888", "Port `analytics-api serve` listens on (`--port` overrides)."),
+    "MAX_BODY_BYTES": ("1048576", "Largest request body, after gzip decoding; larger gets 413."),
+    "MAX_EVENTS_PER_REQUEST": ("10000", "Most events in one request; more gets 413."),
+    "MAX_STRING_LENGTH": ("1024", "Longest string field or property value, in characters; longer gets 422."),
+    "MAX_PROPS": ("64", "Most properties (`props` plus unknown top-level fields) per event."),
+    "MAX_FUTURE_SECONDS": ("86400", "How far ahead of the server clock an event time may be."),
+    "MIN_EVENT_YEAR": ("2000", "Events dated before 1 January of this year are rejected."),
+    "BATCH_MAX_ROWS": ("5000", "Group commit: an INSERT is sent once this many rows wait."),
+    "BATCH_MAX_DELAY_MS": (
+        "0",
+        "Group commit: how long a batch may wait for more rows while an insert slot is free. "
+        "0 sends at once; rows gather anyway while inserts are in flight.",
+    ),
+    "INSERT_CONCURRENCY": ("2", "Group commit: how many INSERTs may be in flight at once."),
+    "QUEUE_MAX_ROWS": (
+        "200000",
+        "Backpressure: most rows waiting for an insert; past it requests get 503 with Retry-After.",
+    ),
+    "INSERT_TABLE": (
+        "events_buffer",
+        "Table the batcher writes to: `events_buffer` (fast; rows sit in memory up to "
+        "BUFFER_MAX_SECONDS) or `events` (every acknowledged row is on disk).",
+    ),
+    "BUFFER_LAYERS": ("1", "Buffer table `num_layers`."),
+    "BUFFER_MIN_SECONDS": ("2", "Buffer table `min_time`: flush when all minimums are met."),
+    "BUFFER_MAX_SECONDS": ("10", "Buffer table `max_time`: flush when any maximum is reached."),
+    "BUFFER_MIN_ROWS": ("10000", "Buffer table `min_rows`."),
+    "BUFFER_MAX_ROWS": ("1000000", "Buffer table `max_rows`."),
+    "BUFFER_MIN_BYTES": ("10000000", "Buffer table `min_bytes`."),
+    "BUFFER_MAX_BYTES": ("100000000", "Buffer table `max_bytes`."),
+    "LOG_LEVEL": ("info", "Log level: debug, info, warning, error."),
+    "ACCESS_LOG": ("false", "`true` logs a line per request (off by default: it costs throughput)."),
+}
+
+INSERT_TABLES = ("events_buffer", "events")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    clickhouse_url: str
+    host: str = "127.0.0.1"
+    port: int = 18888
+    max_body_bytes: int = 1_048_576
+    max_events_per_request: int = 10_000
+    max_string_length: int = 1024
+    max_props: int = 64
+    max_future_seconds: int = 86_400
+    min_event_year: int = 2000
+    batch_max_rows: int = 5000
+    batch_max_delay_ms: float = 0.0
+    insert_concurrency: int = 2
+    queue_max_rows: int = 200_000
+    insert_table: str = "events_buffer"
+    buffer_layers: int = 1
+    buffer_min_seconds: int = 2
+    buffer_max_seconds: int = 10
+    buffer_min_rows: int = 10_000
+    buffer_max_rows: int = 1_000_000
+    buffer_min_bytes: int = 10_000_000
+    buffer_max_bytes: int = 100_000_000
+    log_level: str = "info"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Build settings from environment variables; `overrides` win (tests, CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            name = field.name.upper()
+            if field.name in overrides:
+                values[field.name] = overrides[field.name]
+                continue
+            raw = env.get(name)
+            if raw is None or raw == "":
+                if field.name == "clickhouse_url":
+                    values[field.name] = default_clickhouse_url()
+                continue
+            values[field.name] = _convert(name, raw, field.default)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject values that cannot work, naming the variable."""
+        positive = [
+            "port", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
+            "buffer_max_rows", "buffer_max_bytes",
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
+        non_negative = [
+            "max_props", "max_future_seconds", "batch_max_delay_ms", "buffer_min_seconds",
+            "buffer_min_rows", "buffer_min_bytes",
+        ]
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.upper()} must not be negative, got {getattr(self, name)}")
+        for low, high in (("min_seconds", "max_seconds"), ("min_rows", "max_rows"), ("min_bytes", "max_bytes")):
+            if getattr(self, f"buffer_{low}") > getattr(self, f"buffer_{high}"):
+                raise ConfigError(f"BUFFER_{low.upper()} must not exceed BUFFER_{high.upper()}")
+        if self.insert_table not in INSERT_TABLES:
+            raise ConfigError(f"INSERT_TABLE must be one of {', '.join(INSERT_TABLES)}, got {self.insert_table!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if not 1970 <= self.min_event_year <= 9999:
+            raise ConfigError(f"MIN_EVENT_YEAR must be between 1970 and 9999, got {self.min_event_year}")
+        clickhouse_target(self.clickhouse_url)
+
+    @property
+    def database(self) -> str:
+        return clickhouse_target(self.clickhouse_url)[1]
+
+    @property
+    def embedded(self) -> bool:
+        return self.clickhouse_url.startswith("chdb:")
+
+
+def clickhouse_target(url: str) -> tuple[str, str]:
+    """Split CLICKHOUSE_URL into (kind, database); kind is 'chdb' or 'http'."""
+    parsed = urlparse(url)
+    if parsed.scheme == "chdb":
+        if parsed.netloc and parsed.netloc not in ("memory", ":memory:"):
+            raise ConfigError(
+                f"CLICKHOUSE_URL {url!r}: an embedded path must be absolute, as chdb:///abs/path"
+            )
+        database = parse_qs(parsed.query).get("database", ["default"])[0]
+        if parsed.netloc and parsed.path.strip("/"):
+            database = parsed.path.strip("/").split("/")[0]
+        return "chdb", _check_database(url, database)
+    if parsed.scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise ConfigError(f"CLICKHOUSE_URL {url!r} names no host")
+        database = parsed.path.strip("/").split("/")[0] or "default"
+        return "http", _check_database(url, database)
+    raise ConfigError(f"CLICKHOUSE_URL must start with chdb://, http:// or https://, got {url!r}")
+
+
+def _check_database(url: str, database: str) -> str:
+    if not database.replace("_", "").isalnum():
+        raise ConfigError(f"CLICKHOUSE_URL {url!r}: database name {database!r} must be letters, digits and _")
+    return database
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    return raw.strip()

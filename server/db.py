@@ -1,0 +1,176 @@
+"""The ClickHouse side: clients for both targets, the migrations runner, the Buffer table.
+
+Every database call goes through clickhouse-connect. `CLICKHOUSE_URL` picks the target:
+`chdb:///abs/path` runs the real engine in this process (one data path per process),
+`http://…` talks to a ClickHouse server. The code above this module does not know which.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from server.config import Settings, clickhouse_target
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "clickhouse"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# Buffer engine arguments must be literals (ClickHouse refuses bound parameters there), so the
+# thresholds are written into the migration's text. They come from validated integer settings.
+BUFFER_PLACEHOLDER = re.compile(r"\{\{(BUFFER_[A-Z_]+)\}\}")
+
+
+def connect(settings: Settings, database: str | None = None) -> Client:
+    """A client on the configured target, using `database` (default: the configured one)."""
+    kind, configured = clickhouse_target(settings.clickhouse_url)
+    database = database or configured
+    if kind == "chdb":
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=database)
+    # One HTTP session per client would serialize concurrent inserts on the server side.
+    return clickhouse_connect.get_client(
+        dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False
+    )
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the configured database if it is missing (clients on it cannot start before)."""
+    if settings.database == "default":
+        return
+    client = connect(settings, database="default")
+    try:
+        client.command("CREATE DATABASE IF NOT EXISTS {name:Identifier}", parameters={"name": settings.database})
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def statements(self, settings: Settings) -> list[str]:
+        text = _fill_buffer_thresholds(self.path.read_text(), settings)
+        # Statements end with ';' at the end of a line; the SQL files keep no ';' inside strings.
+        parts = re.split(r";\s*(?:\n|$)", text)
+        return [p.strip() for p in parts if _strip_comments(p).strip()]
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} is not named NNN_name.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations share a version number in {directory}")
+    return found
+
+
+def applied_versions(client: Client) -> set[int]:
+    exists = client.command("EXISTS TABLE schema_migrations")
+    if not int(exists):
+        return set()
+    result = client.query("SELECT DISTINCT version FROM schema_migrations")
+    return {row[0] for row in result.result_rows}
+
+
+def pending_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    done = applied_versions(client)
+    return [m for m in migration_files(directory) if m.version not in done]
+
+
+def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations in order and bring the Buffer table to the configured thresholds.
+
+    Safe to rerun: applied versions are recorded in `schema_migrations`, and every statement is
+    written to be idempotent, so two processes migrating at once cannot break the schema.
+    """
+    ensure_database(settings)
+    client = connect(settings)
+    try:
+        client.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        applied = []
+        for migration in pending_migrations(client, directory):
+            for statement in migration.statements(settings):
+                client.command(statement)
+            client.command(
+                "INSERT INTO schema_migrations (version, name) VALUES ({v:UInt32}, {n:String})",
+                parameters={"v": migration.version, "n": migration.name},
+            )
+            applied.append(f"{migration.version:03d}_{migration.name}")
+            log.info("applied migration %03d_%s", migration.version, migration.name)
+        sync_buffer_table(client, settings, directory)
+        return applied
+    finally:
+        client.close()
+
+
+def buffer_engine_arguments(settings: Settings) -> tuple[int, ...]:
+    return (
+        settings.buffer_layers,
+        settings.buffer_min_seconds,
+        settings.buffer_max_seconds,
+        settings.buffer_min_rows,
+        settings.buffer_max_rows,
+        settings.buffer_min_bytes,
+        settings.buffer_max_bytes,
+    )
+
+
+def sync_buffer_table(client: Client, settings: Settings, directory: Path = MIGRATIONS_DIR) -> bool:
+    """Recreate `events_buffer` when its thresholds differ from the settings. True if it did.
+
+    The old Buffer is flushed into `events` first, so no row is lost by the swap.
+    """
+    engine = client.command(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events_buffer'"
+    )
+    if not engine:
+        return False
+    current = tuple(int(n) for n in re.findall(r",\s*(\d+)", str(engine)))
+    if current == buffer_engine_arguments(settings):
+        return False
+    creating = [m for m in migration_files(directory) if m.name == "events_buffer"]
+    flush_buffer_table(client)
+    client.command("DROP TABLE IF EXISTS events_buffer SYNC")
+    for statement in creating[0].statements(settings):
+        client.command(statement)
+    log.info("events_buffer thresholds changed from %s to %s", current, buffer_engine_arguments(settings))
+    return True
+
+
+def flush_buffer_table(client: Client) -> None:
+    """Write every row held in the Buffer table's memory into `events`.
+
+    With the embedded engine, rows left in a Buffer table are lost when the process exits,
+    even on a clean close; `OPTIMIZE TABLE` on a Buffer table flushes it.
+    """
+    client.command("OPTIMIZE TABLE events_buffer")
+
+
+def _fill_buffer_thresholds(text: str, settings: Settings) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1).lower()
+        if not hasattr(settings, name):
+            raise ValueError(f"unknown placeholder {{{{{match.group(1)}}}}} in a migration")
+        return str(int(getattr(settings, name)))
+
+    return BUFFER_PLACEHOLDER.sub(value, text)
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))

@@ -1,0 +1,107 @@
+"""Every rejection the API gives, and the one place they become JSON responses.
+
+Code that knows what is wrong raises one of these; `install_error_handlers` turns them into
+`{"error": {"code", "message", "field", ...}}` bodies. Validation failures carry a list of
+`FieldError` values, one per bad field of each bad event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.responses import json_response
+
+log = logging.getLogger(__name__)
+
+
+class FieldError(NamedTuple):
+    index: int
+    field: str
+    reason: str
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class BadBody(ApiError):
+    status = 400
+    code = "bad_body"
+
+
+class BodyTooLarge(ApiError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ValidationFailed(ApiError):
+    status = 422
+    code = "validation_failed"
+
+    def __init__(self, errors: list[FieldError]):
+        bad_events = len({e.index for e in errors})
+        super().__init__(f"{bad_events} event(s) failed validation; nothing was stored")
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["errors"] = [e._asdict() for e in self.errors]
+        return body
+
+
+class Unavailable(ApiError):
+    """The request was fine but could not be stored now; the client should retry."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_seconds: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return json_response(exc.body(), exc.status, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {"error": {"code": codes.get(exc.status_code, "http_error"), "message": exc.detail}}
+    return json_response(body, exc.status_code, exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    body = {"error": {"code": "internal", "message": "internal error; nothing was stored by this request"}}
+    return json_response(body, 500)
+
+
+def install_error_handlers(app: Starlette) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

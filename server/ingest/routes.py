@@ -1,0 +1,141 @@
+"""HTTP → parse → validate → batch: the ingest routes, including every seed client's path.
+
+Each handler reads the body within its limit, parses and validates it, hands the encoded rows
+to the batcher and answers 202 only once the INSERT holding them has succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.config import Settings
+from server.errors import ApiError, BadBody, BodyTooLarge, Unavailable, ValidationFailed
+from server.ingest.activities import validate_activities
+from server.ingest.batcher import Batcher, InsertFailed, QueueFull, ShuttingDown
+from server.ingest.parse import decode_content, parse_body, parse_json
+from server.ingest.validate import Limits, validate_events
+from server.ingest.writer import EventWriter, encode_rows
+from server.metrics import Metrics
+from server.responses import json_response
+
+
+@dataclass
+class Ingest:
+    """What the ingest routes need, built once at start-up (see server/app.py)."""
+
+    settings: Settings
+    limits: Limits
+    batcher: Batcher
+    activity_writer: EventWriter
+    metrics: Metrics
+
+
+def _ingest(request: Request) -> Ingest:
+    return request.app.state.ingest
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(f"body is over the limit of {max_bytes} bytes", field="body")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadBody("the client disconnected before sending the whole body", field="body") from None
+    return b"".join(chunks)
+
+
+async def read_items(request: Request, ingest: Ingest) -> list[Any]:
+    max_bytes = ingest.settings.max_body_bytes
+    body = await read_body(request, max_bytes)
+    body = decode_content(body, request.headers.get("content-encoding"), max_bytes)
+    items = await parse_body(body, request.headers.get("content-type"))
+    if not items:
+        raise BadBody("the body holds no events", field="body")
+    if len(items) > ingest.settings.max_events_per_request:
+        limit = ingest.settings.max_events_per_request
+        raise BodyTooLarge(f"{len(items)} events in one request; at most {limit}", field="body")
+    return items
+
+
+async def store_events(request: Request) -> list[dict]:
+    """The ingest pipeline shared by every event route. Returns the stored rows."""
+    ingest = _ingest(request)
+    try:
+        items = await read_items(request, ingest)
+        rows, errors = validate_events(items, ingest.limits)
+        if errors:
+            ingest.metrics.events_rejected.labels("validation").inc(len(items))
+            raise ValidationFailed(errors)
+        await _submit(ingest, encode_rows(rows), len(rows))
+    except ApiError as exc:
+        if not isinstance(exc, ValidationFailed):
+            ingest.metrics.events_rejected.labels(exc.code).inc()
+        raise
+    ingest.metrics.events_accepted.inc(len(rows))
+    return rows
+
+
+async def _submit(ingest: Ingest, body: bytes, rows: int) -> None:
+    try:
+        await ingest.batcher.submit(body, rows)
+    except InsertFailed as exc:
+        raise Unavailable(f"ClickHouse did not store the events (nothing was stored): {exc}") from None
+    except QueueFull as exc:
+        raise Unavailable(f"the server is overloaded ({exc}); retry later") from None
+    except ShuttingDown:
+        raise Unavailable("the server is shutting down; retry later") from None
+
+
+async def post_events(request: Request) -> Response:
+    rows = await store_events(request)
+    return json_response({"accepted": len(rows)}, 202)
+
+
+async def post_event_save(request: Request) -> Response:
+    """Seed 000's `/api/v1/event/save`: its clients read back a `message_id`."""
+    rows = await store_events(request)
+    ids = [row["event_id"] for row in rows]
+    return json_response({"message_id": ids[0], "message_ids": ids, "accepted": len(rows)}, 202)
+
+
+async def post_activities(request: Request) -> Response:
+    """Seed 003's `/api-log/v1/`: database activity records into the `activities` table."""
+    ingest = _ingest(request)
+    body = await read_body(request, ingest.settings.max_body_bytes)
+    body = decode_content(body, request.headers.get("content-encoding"), ingest.settings.max_body_bytes)
+    data = parse_json(body)
+    document = data[0] if len(data) == 1 and isinstance(data[0], dict) else data
+    rows, errors = validate_activities(
+        document, ingest.settings.max_events_per_request, ingest.settings.max_string_length, int(time.time() * 1000)
+    )
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        await asyncio.to_thread(ingest.activity_writer.insert, encode_rows(rows))
+    except Exception as exc:
+        raise Unavailable(f"ClickHouse did not store the activities (nothing was stored): {exc}") from None
+    return json_response({"accepted": len(rows)}, 202)
+
+
+def routes() -> list[Route]:
+    paths = ["/events", "/events/", "/event", "/event/", "/analytics/event", "/analytics/event/"]
+    return [
+        *(Route(path, post_events, methods=["POST"]) for path in paths),
+        Route("/api/v1/event/save", post_event_save, methods=["POST"]),
+        Route("/api-log/v1/", post_activities, methods=["POST"]),
+        Route("/api-log/v1", post_activities, methods=["POST"]),
+    ]

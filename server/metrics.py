@@ -1,0 +1,66 @@
+"""Prometheus metrics: one registry per app, so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("http_requests", "HTTP requests by route and status", ["route", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds", "HTTP request latency by route", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.events_accepted = Counter("events_accepted", "Events stored and acknowledged", registry=r)
+        self.events_rejected = Counter("events_rejected", "Events refused, by reason", ["reason"], registry=r)
+        self.batch_rows = Histogram("batch_rows", "Rows per INSERT (group commit batch size)", buckets=BATCH_BUCKETS, registry=r)
+        self.insert_seconds = Histogram("insert_duration_seconds", "Latency of one INSERT", buckets=LATENCY_BUCKETS, registry=r)
+        self.insert_failures = Counter("insert_failures", "INSERTs that failed", registry=r)
+        self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r)
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """Counts every request by route template (not raw path: bounded label values) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(label, str(status)).inc()
+            self.metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return request.app.state.metrics.render()

@@ -32,7 +32,9 @@ def connect(settings: Settings, database: str | None = None) -> Client:
     kind, configured = clickhouse_target(settings.clickhouse_url)
     database = database or configured
     if kind == "chdb":
-        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=database)
+        # The database is passed on its own; left in the DSN's query it is reported as ignored.
+        location = settings.clickhouse_url.split("?", 1)[0]
+        return clickhouse_connect.get_client(dsn=location, database=database)
     # One HTTP session per client would serialize concurrent inserts on the server side.
     return clickhouse_connect.get_client(
         dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False

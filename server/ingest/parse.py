@@ -124,6 +124,8 @@ async def parse_body(body: bytes, content_type: str | None) -> list[Any]:
 
 
 def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    if not pairs:
+        raise BadBody("the form holds no fields", field="body")
     fields: dict[str, str] = {}
     for key, value in pairs:
         if key in fields:

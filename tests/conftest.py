@@ -1,0 +1,63 @@
+"""Fixtures: the real ClickHouse engine (chDB) and the real ASGI app.
+
+chDB runs one engine (one data directory) per process, so the test process opens one
+directory for the whole session and gives every test a fresh database inside it. Tests that
+need a process of their own (signals, restarts) start `analytics-api serve` as a subprocess
+with its own directory.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from starlette.testclient import TestClient
+
+from server import db
+from server.app import create_app
+from server.config import Settings
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def make_settings(chdb_dir: Path):
+    """Settings on a fresh database of the session's engine; keyword arguments override."""
+
+    def make(**overrides: object) -> Settings:
+        database = "t_" + uuid.uuid4().hex[:12]
+        url = f"chdb://{chdb_dir}?database={database}"
+        return Settings.from_env({}, clickhouse_url=url, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The app over real HTTP semantics (Starlette's TestClient), lifespan included."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def ch(settings: Settings, api: TestClient) -> Iterator[Client]:
+    """A query client on the test's database (after the app has migrated it)."""
+    client = db.connect(settings)
+    yield client
+    client.close()
+
+
+def count_events(ch: Client, where: str = "1") -> int:
+    """Rows in `events` plus rows still held by the Buffer table (reading the Buffer reads both)."""
+    return int(ch.command(f"SELECT count() FROM events_buffer WHERE {where}"))

@@ -8,7 +8,7 @@
 -- Monthly partitions let a date range drop whole partitions and keep the part count small.
 CREATE TABLE IF NOT EXISTS events
 (
-    event_id    UUID,
+    event_id    UUID DEFAULT generateUUIDv4(),  -- the client's when it sends one
     dt          DateTime64(3, 'UTC'),
     received_at DateTime64(3, 'UTC'),
     event       LowCardinality(String),

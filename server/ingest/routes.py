@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,12 @@ async def read_items(request: Request, ingest: Ingest) -> list[Any]:
     return items
 
 
-async def store_events(request: Request) -> list[dict]:
-    """The ingest pipeline shared by every event route. Returns the stored rows."""
+async def store_events(request: Request, with_event_ids: bool = False) -> list[dict]:
+    """The ingest pipeline shared by every event route. Returns the stored rows.
+
+    `with_event_ids`: give every row an `event_id` here (for routes that answer with it);
+    otherwise rows without one get it from the column's DEFAULT in ClickHouse.
+    """
     ingest = _ingest(request)
     try:
         items = await read_items(request, ingest)
@@ -80,6 +85,9 @@ async def store_events(request: Request) -> list[dict]:
         if errors:
             ingest.metrics.events_rejected.labels("validation").inc(len(items))
             raise ValidationFailed(errors)
+        if with_event_ids:
+            for row in rows:
+                row.setdefault("event_id", str(uuid.uuid4()))
         await _submit(ingest, encode_rows(rows), len(rows))
     except ApiError as exc:
         if not isinstance(exc, ValidationFailed):
@@ -107,7 +115,7 @@ async def post_events(request: Request) -> Response:
 
 async def post_event_save(request: Request) -> Response:
     """Seed 000's `/api/v1/event/save`: its clients read back a `message_id`."""
-    rows = await store_events(request)
+    rows = await store_events(request, with_event_ids=True)
     ids = [row["event_id"] for row in rows]
     return json_response({"message_id": ids[0], "message_ids": ids, "accepted": len(rows)}, 202)
 

@@ -1,0 +1,144 @@
+"""Group commit under real concurrency, and failed inserts, against the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from server import db
+from server.app import create_app
+
+
+def events(client_number: int, count: int) -> list[dict]:
+    return [
+        {"dt": 1735689600 + i, "event": "e", "user_id": f"c{client_number}", "seq": i}
+        for i in range(count)
+    ]
+
+
+async def run_clients(app, bodies: list, path: str = "/events") -> list[httpx.Response]:
+    """Send every body at once from its own client, over the ASGI app, lifespan included."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
+
+
+def metric(app, name: str) -> float:
+    text = app.state.metrics.render().body.decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise KeyError(name)
+
+
+def test_200_concurrent_clients_of_50_events_store_exactly_10000_rows(make_settings):
+    settings = make_settings()
+    app = create_app(settings)
+    responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(200)]))
+    assert [r.status_code for r in responses] == [202] * 200
+    assert all(r.json() == {"accepted": 50} for r in responses)
+    client = db.connect(settings)
+    try:
+        # The app flushed the Buffer on shutdown: every row is in the MergeTree table itself.
+        assert client.command("SELECT count() FROM events") == 10_000
+        assert client.command("SELECT uniqExact(user_id, props['seq']) FROM events") == 10_000
+        assert client.command("SELECT count() FROM events_buffer") == 10_000
+    finally:
+        client.close()
+    # Group commit happened: fewer INSERTs than requests.
+    assert metric(app, "batch_rows_count") < 200
+    assert metric(app, "batch_rows_sum") == 10_000
+    assert metric(app, "events_accepted_total") == 10_000
+
+
+def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settings):
+    settings = make_settings(batch_max_rows=120, insert_concurrency=1)
+    app = create_app(settings)
+    responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(40)]))
+    assert all(r.status_code == 202 for r in responses)
+    client = db.connect(settings)
+    try:
+        assert client.command("SELECT count() FROM events") == 2000
+    finally:
+        client.close()
+    # No INSERT held more than 120 rows, and each held whole requests of 50.
+    text = app.state.metrics.render().body.decode()
+    assert 'batch_rows_bucket{le="100.0"}' in text
+    assert metric(app, "batch_rows_sum") == 2000
+    assert metric(app, "batch_rows_count") >= 2000 / 100
+
+
+def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_settings):
+    settings = make_settings()
+    app = create_app(settings)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                admin = db.connect(settings)
+                admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+                failed = await asyncio.gather(*(client.post("/events", json=events(n, 10)) for n in range(20)))
+                admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+                admin.close()
+                ok = await client.post("/events", json=events(99, 7))
+                return failed, ok
+
+    failed, ok = asyncio.run(scenario())
+    assert {r.status_code for r in failed} == {503}
+    error = failed[0].json()["error"]
+    assert error["code"] == "unavailable" and "nothing was stored" in error["message"]
+    assert failed[0].headers["Retry-After"] == "1"
+    assert ok.status_code == 202
+    client = db.connect(settings)
+    try:
+        assert client.query("SELECT user_id, count() FROM events GROUP BY user_id").result_rows == [("c99", 7)]
+    finally:
+        client.close()
+    assert metric(app, "insert_failures_total") >= 1
+
+
+def test_queue_bound_answers_503_instead_of_growing(make_settings):
+    # A queue bound below one request's rows: a request that would overflow a non-empty queue
+    # waits for nothing and gets 503 at once, while the first one is stored.
+    settings = make_settings(queue_max_rows=60, insert_concurrency=1)
+    app = create_app(settings)
+    responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(30)]))
+    codes = [r.status_code for r in responses]
+    assert 202 in codes and 503 in codes
+    assert set(codes) <= {202, 503}
+    client = db.connect(settings)
+    try:
+        assert client.command("SELECT count() FROM events") == 50 * codes.count(202)
+    finally:
+        client.close()
+
+
+def test_ndjson_and_form_requests_share_batches(make_settings):
+    settings = make_settings()
+    app = create_app(settings)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                ndjson = b"\n".join(orjson.dumps(e) for e in events(1, 30))
+                form = {"dt": "2025-01-01T00:00:00Z", "event": "f", "userid": "form"}
+                return await asyncio.gather(
+                    *(client.post("/events", content=ndjson, headers={"Content-Type": "application/x-ndjson"})
+                      for _ in range(10)),
+                    *(client.post("/events/", data=form) for _ in range(10)),
+                )
+
+    responses = asyncio.run(scenario())
+    assert all(r.status_code == 202 for r in responses)
+    client = db.connect(settings)
+    try:
+        assert client.command("SELECT count() FROM events") == 310
+    finally:
+        client.close()

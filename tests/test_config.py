@@ -1,0 +1,66 @@
+"""Settings from the environment, and the README's configuration table kept in step with them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from server.config import SETTINGS_DOC, ConfigError, Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.clickhouse_url.startswith("chdb:///") and settings.clickhouse_url.endswith("/var/clickhouse")
+    assert (settings.host, settings.port, settings.max_body_bytes) == ("127.0.0.1", 18888, 1_048_576)
+    assert settings.database == "default" and settings.embedded
+
+
+def test_environment_values_are_converted():
+    settings = Settings.from_env({"PORT": "9000", "ACCESS_LOG": "yes", "BATCH_MAX_DELAY_MS": "1.5",
+                                  "CLICKHOUSE_URL": "http://u:p@ch:8123/analytics"})
+    assert (settings.port, settings.access_log, settings.batch_max_delay_ms) == (9000, True, 1.5)
+    assert settings.database == "analytics" and not settings.embedded
+
+
+@pytest.mark.parametrize(
+    "env,named",
+    [
+        ({"PORT": "http"}, "PORT"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
+        ({"ACCESS_LOG": "maybe"}, "ACCESS_LOG"),
+        ({"INSERT_TABLE": "users"}, "INSERT_TABLE"),
+        ({"BUFFER_MIN_ROWS": "10", "BUFFER_MAX_ROWS": "5"}, "BUFFER_MIN_ROWS"),
+        ({"CLICKHOUSE_URL": "postgres://x"}, "CLICKHOUSE_URL"),
+        ({"CLICKHOUSE_URL": "chdb://relative/path"}, "CLICKHOUSE_URL"),
+        ({"CLICKHOUSE_URL": "http://h:8123/bad-name"}, "CLICKHOUSE_URL"),
+    ],
+)
+def test_bad_values_name_the_variable(env, named):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_every_setting_is_documented_in_config_and_readme():
+    names = {f.name.upper() for f in fields(Settings)}
+    assert names == set(SETTINGS_DOC)
+    table = README.read_text()
+    for name, (default, _) in SETTINGS_DOC.items():
+        row = re.search(rf"^\| `{name}` \| `([^`]*)` \|", table, re.MULTILINE)
+        assert row, f"README's configuration table lacks {name}"
+        assert row.group(1) == default, f"README gives {name} the default {row.group(1)!r}, config says {default!r}"
+
+
+def test_documented_defaults_match_the_dataclass():
+    defaults = Settings.from_env({})
+    for field in fields(Settings):
+        documented = SETTINGS_DOC[field.name.upper()][0]
+        if field.name == "clickhouse_url":
+            continue
+        value = getattr(defaults, field.name)
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        assert shown == documented or float(shown) == float(documented), field.name

@@ -1,0 +1,80 @@
+"""Operations endpoints: /healthz, /readyz and /metrics, on the real app and engine."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from server import db
+
+
+def samples(api) -> dict[tuple, float]:
+    text = api.get("/metrics").text
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_healthz_and_readyz(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready", "queued_rows": 0}
+
+
+def test_readyz_is_503_while_a_migration_is_pending(api, ch):
+    ch.command("ALTER TABLE schema_migrations DELETE WHERE version = 3 SETTINGS mutations_sync = 1")
+    r = api.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["pending"] == ["003_activities"]
+
+
+def test_metrics_count_requests_events_and_batches(api):
+    event = {"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u"}
+    api.post("/events", json=[event] * 3)
+    api.post("/events", json=[event, {"event": "no time"}])
+    api.post("/events", content=b"{", headers={"Content-Type": "application/json"})
+    found = samples(api)
+    assert found[("http_requests_total", (("route", "/events"), ("status", "202")))] == 1
+    assert found[("http_requests_total", (("route", "/events"), ("status", "422")))] == 1
+    assert found[("http_requests_total", (("route", "/events"), ("status", "400")))] == 1
+    assert found[("events_accepted_total", ())] == 3
+    assert found[("events_rejected_total", (("reason", "validation"),))] == 2
+    assert found[("events_rejected_total", (("reason", "bad_body"),))] == 1
+    assert found[("batch_rows_sum", ())] == 3
+    assert found[("insert_duration_seconds_count", ())] == 1
+    assert found[("batcher_queue_rows", ())] == 0
+    assert ("http_request_duration_seconds_count", (("route", "/events"),)) in found
+
+
+def test_unmatched_paths_share_one_label(api):
+    api.get("/a"), api.get("/b")
+    assert samples(api)[("http_requests_total", (("route", "unmatched"), ("status", "404")))] == 2
+
+
+def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
+    assert db.migrate(settings) == []
+    versions = ch.query("SELECT version, name FROM schema_migrations FINAL ORDER BY version").result_rows
+    assert versions == [(1, "events"), (2, "events_buffer"), (3, "activities")]
+
+
+def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from server.app import create_app
+
+    settings = make_settings(buffer_min_seconds=3000, buffer_max_seconds=3600)
+    admin_client = None
+    with TestClient(create_app(settings)) as api:
+        api.post("/events", json={"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u"})
+        admin_client = db.connect(settings)
+        # Rows sit in the Buffer now; changing its thresholds must flush them first.
+        changed = replace(settings, buffer_max_seconds=7200)
+        assert db.sync_buffer_table(admin_client, changed) is True
+        assert admin_client.command("SELECT count() FROM events") == 1
+        engine = admin_client.command("SELECT engine_full FROM system.tables WHERE name = 'events_buffer' "
+                                      "AND database = currentDatabase()")
+        assert "3000, 7200" in engine
+        assert db.sync_buffer_table(admin_client, changed) is False
+    admin_client.close()

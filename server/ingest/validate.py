@@ -136,6 +136,8 @@ def parse_time_ms(value: Any, min_ms: int, max_ms: int) -> int:
         raise Invalid("must be a time: ISO-8601 text or epoch seconds or milliseconds")
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 64:
+            raise Invalid("is not a time: longer than 64 characters")
         if NUMERIC_TEXT.match(text):
             value = float(text) if "." in text else int(text)
         else:
@@ -156,8 +158,6 @@ def parse_time_ms(value: Any, min_ms: int, max_ms: int) -> int:
 
 
 def _parse_iso(text: str) -> datetime:
-    if len(text) > 64:
-        raise Invalid("is not a time: too long")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -208,7 +208,8 @@ def integer(value: Any) -> int:
             raise Invalid(f"must be an integer, got {value!r}")
         value = int(value)
     elif isinstance(value, str):
-        if not INTEGER_TEXT.match(value.strip()):
+        # 20 digits hold any Int64; a longer text would also trip Python's int() digit limit.
+        if len(value.strip()) > 21 or not INTEGER_TEXT.match(value.strip()):
             raise Invalid(f"must be an integer, got {value[:64]!r}")
         value = int(value)
     elif not isinstance(value, int):

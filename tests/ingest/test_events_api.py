@@ -325,3 +325,30 @@ def test_seed_003_column_types(api, types, values, ok):
     activity = {"operation": "insert", "table": "t", "col_names": ["c"], "col_types": types, "col_values": values}
     r = api.post("/api-log/v1", json={"user_activities": [activity]})
     assert r.status_code == (202 if ok else 422), r.text
+
+
+HOSTILE_BODIES = [
+    (b"[" * 5000 + b"]" * 5000, "application/json"),
+    (b'{"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+     "application/json"),
+    (b'{"event": "\xff\xfe"}', "application/json"),
+    (b'{"event": "\\ud800"}', "application/json"),
+    (b"\x00" * 1000, "application/json"),
+    (b"&".join(b"f%d=%d" % (i, i) for i in range(10_001)), "application/x-www-form-urlencoded"),
+    (b"dt=" + b"9" * 5000 + b"&event=e&user_id=u&amount=" + b"9" * 5000, "application/x-www-form-urlencoded"),
+    (b"\n".join([b"{}"] * 20) + b"\n\xff", "application/x-ndjson"),
+    (b'{"dt": 1e400, "event": "e", "user_id": "u"}', "application/json"),
+    (b'{"dt": 1, "event": "e", "user_id": 123456789012345678901234567890}', "application/json"),
+    (b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b"),
+    (b"--b\r\nContent-Disposition: form-data; name=\"dt\"\r\n\r\n1\r\n", "multipart/form-data"),
+]
+
+
+@pytest.mark.parametrize("body,content_type", HOSTILE_BODIES)
+def test_hostile_bodies_get_a_4xx_and_store_nothing(api, ch, body, content_type):
+    r = api.post("/events", content=body, headers={"Content-Type": content_type})
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["message"]
+    assert count_events(ch) == 0
+    # The server is unharmed: the next client is served.
+    assert api.post("/events", json={"dt": 1735689600, "event": "e", "user_id": "u"}).status_code == 202

@@ -26,6 +26,7 @@ from server.ingest.batcher import Batcher
 from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
+from server.reports import routes as report_routes
 from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.responses import json_response
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *ingest_routes.routes(),
+            *report_routes.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

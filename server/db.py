@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Buffer engine arguments must be literals (ClickHouse refuses bound parameters there), so the
 # thresholds are written into the migration's text. They come from validated integer settings.
-BUFFER_PLACEHOLDER = re.compile(r"\{\{(BUFFER_[A-Z_]+)\}\}")
+# {{CUTOVER}} is the migration run's start in epoch milliseconds (views and their backfills).
+PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:
@@ -58,8 +60,8 @@ class Migration:
     name: str
     path: Path
 
-    def statements(self, settings: Settings) -> list[str]:
-        text = _fill_buffer_thresholds(self.path.read_text(), settings)
+    def statements(self, settings: Settings, cutover_ms: int = 0) -> list[str]:
+        text = _fill_placeholders(self.path.read_text(), settings, cutover_ms)
         # Statements end with ';' at the end of a line; the SQL files keep no ';' inside strings.
         parts = re.split(r";\s*(?:\n|$)", text)
         return [p.strip() for p in parts if _strip_comments(p).strip()]
@@ -106,8 +108,12 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
             "ENGINE = ReplacingMergeTree ORDER BY version"
         )
         applied = []
-        for migration in pending_migrations(client, directory):
-            for statement in migration.statements(settings):
+        pending = pending_migrations(client, directory)
+        if pending and int(client.command("EXISTS TABLE events_buffer")):
+            flush_buffer_table(client)  # backfills read `events`: nothing may wait in the Buffer
+        cutover_ms = int(time.time() * 1000)
+        for migration in pending:
+            for statement in migration.statements(settings, cutover_ms):
                 client.command(statement)
             client.command(
                 "INSERT INTO schema_migrations (version, name) VALUES ({v:UInt32}, {n:String})",
@@ -164,14 +170,16 @@ def flush_buffer_table(client: Client) -> None:
     client.command("OPTIMIZE TABLE events_buffer")
 
 
-def _fill_buffer_thresholds(text: str, settings: Settings) -> str:
+def _fill_placeholders(text: str, settings: Settings, cutover_ms: int) -> str:
     def value(match: re.Match[str]) -> str:
-        name = match.group(1).lower()
-        if not hasattr(settings, name):
-            raise ValueError(f"unknown placeholder {{{{{match.group(1)}}}}} in a migration")
-        return str(int(getattr(settings, name)))
+        name = match.group(1)
+        if name == "CUTOVER":
+            return str(int(cutover_ms))
+        if not name.startswith("BUFFER_") or not hasattr(settings, name.lower()):
+            raise ValueError(f"unknown placeholder {{{{{name}}}}} in a migration")
+        return str(int(getattr(settings, name.lower())))
 
-    return BUFFER_PLACEHOLDER.sub(value, text)
+    return PLACEHOLDER.sub(value, text)
 
 
 def _strip_comments(sql: str) -> str:

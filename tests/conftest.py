@@ -28,14 +28,33 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_settings(chdb_dir: Path):
-    """Settings on a fresh database of the session's engine; keyword arguments override."""
+    """Settings on a fresh database of the session's engine; keyword arguments override.
+
+    The databases are dropped after the test: hundreds of idle databases, each with a Buffer
+    table's background flushes, slow the shared engine down for every later test.
+    """
+    made: list[Settings] = []
 
     def make(**overrides: object) -> Settings:
         database = "t_" + uuid.uuid4().hex[:12]
         url = f"chdb://{chdb_dir}?database={database}"
-        return Settings.from_env({}, clickhouse_url=url, **overrides)
+        settings = Settings.from_env({}, clickhouse_url=url, **overrides)
+        made.append(settings)
+        return settings
 
-    return make
+    yield make
+    drop_databases(made)
+
+
+def drop_databases(made: list[Settings]) -> None:
+    if not made:
+        return
+    client = db.connect(made[0], database="default")
+    try:
+        for settings in made:
+            client.command("DROP DATABASE IF EXISTS {name:Identifier} SYNC", parameters={"name": settings.database})
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -1,0 +1,18 @@
+-- Seed 004's funnel: per user, how far along the steps their events in the range go, each step
+-- within `window` seconds of the first (windowFunnel takes DateTime, so dt is cut to seconds).
+-- {{STEP_CONDITIONS}} becomes `event = {step0:String}, event = {step1:String}, …`: placeholders
+-- only; the step names themselves are bound parameters.
+SELECT level, count() AS users
+FROM
+(
+    SELECT user_id, windowFunnel({window:UInt64})(toDateTime(dt, 'UTC'), {{STEP_CONDITIONS}}) AS level
+    FROM events
+    WHERE dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+      AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+      AND event IN {steps:Array(String)}
+      AND ({app_id:String} = '' OR app_id = {app_id:String})
+      AND ({country:String} = '' OR country = {country:String})
+    GROUP BY user_id
+)
+GROUP BY level
+ORDER BY level

@@ -1,0 +1,26 @@
+-- Cohorts: users first seen in each period (day, or week from Monday, in {tz}) of the range,
+-- and how many of them were active in each later period of the range.
+SELECT cohort, intDiv(toUInt32(active - cohort), {period_days:UInt8}) AS periods_later, uniqExact(user_id) AS users
+FROM
+(
+    SELECT e.user_id AS user_id,
+           if({period_days:UInt8} = 7, toMonday(toDate(c.first, {tz:String})), toDate(c.first, {tz:String})) AS cohort,
+           if({period_days:UInt8} = 7, toMonday(toDate(e.dt, {tz:String})), toDate(e.dt, {tz:String})) AS active
+    FROM events AS e
+    INNER JOIN
+    (
+        SELECT user_id, min(first_seen) AS first
+        FROM user_first_seen
+        WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+          AND ({country:String} = '' OR country = {country:String})
+        GROUP BY user_id
+        HAVING first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+           AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+    ) AS c ON e.user_id = c.user_id
+    WHERE e.dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+      AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+      AND ({app_id:String} = '' OR e.app_id = {app_id:String})
+      AND ({country:String} = '' OR e.country = {country:String})
+)
+GROUP BY cohort, periods_later
+ORDER BY cohort, periods_later

@@ -1,0 +1,67 @@
+"""The report queries: SQL from clickhouse/reports/*.sql, run with bound parameters.
+
+Each function takes a query client and a `ReportRange` and returns plain Python values; the
+HTTP layer (routes.py) shapes them into JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+
+from clickhouse_connect.driver.client import Client
+
+from server.db import SQL_DIR
+from server.reports.params import ReportRange
+
+REPORTS_DIR = SQL_DIR / "reports"
+
+
+@cache
+def sql(name: str) -> str:
+    return (REPORTS_DIR / f"{name}.sql").read_text()
+
+
+def _rows(client: Client, name: str, report: ReportRange, text: str | None = None, **extra: object) -> list[tuple]:
+    return client.query(text or sql(name), parameters={**report.parameters(), **extra}).result_rows
+
+
+def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
+    return {d: (dau, wau, mau) for d, dau, wau, mau in _rows(client, "active_users", report)}
+
+
+def new_users(client: Client, report: ReportRange) -> dict[date, int]:
+    return dict(_rows(client, "new_users", report))
+
+
+def total_users(client: Client, report: ReportRange) -> int:
+    return int(_rows(client, "total_users", report)[0][0])
+
+
+def session_durations(client: Client, report: ReportRange) -> dict[date, float]:
+    return {d: float(avg) for d, avg, _ in _rows(client, "session_durations", report)}
+
+
+def revenue(client: Client, report: ReportRange) -> dict[date, tuple[int, int]]:
+    return {d: (int(total), int(payers)) for d, total, payers in _rows(client, "revenue", report)}
+
+
+def ratio(client: Client, report: ReportRange, numerator: str, denominator: str) -> dict[date, tuple[float, int]]:
+    rows = _rows(client, "ratio", report, numerator=numerator, denominator=denominator)
+    return {d: (float(value), int(users)) for d, value, users in rows}
+
+
+def funnel(client: Client, report: ReportRange, steps: list[str], window_seconds: int) -> list[int]:
+    """Users reaching each step (at least that far along), in step order."""
+    conditions = ", ".join(f"event = {{step{i}:String}}" for i in range(len(steps)))
+    text = sql("funnel").replace("{{STEP_CONDITIONS}}", conditions)
+    steps_params = {f"step{i}": step for i, step in enumerate(steps)}
+    levels = dict(_rows(client, "funnel", report, text, window=window_seconds, steps=steps, **steps_params))
+    return [sum(users for level, users in levels.items() if level >= n) for n in range(1, len(steps) + 1)]
+
+
+def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:
+    cohorts: dict[date, dict[int, int]] = {}
+    for cohort, later, users in _rows(client, "retention", report, period_days=period_days):
+        cohorts.setdefault(cohort, {})[int(later)] = int(users)
+    return cohorts

@@ -1,0 +1,182 @@
+"""GET /reports/* and the seed clients' report routes: parameters → queries → JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from typing import Callable, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.errors import ApiError, BadBody, Unavailable
+from server.ingest.parse import parse_json
+from server.ingest.routes import read_body
+from server.reports import queries
+from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
+from server.responses import json_response
+
+T = TypeVar("T")
+MAX_WINDOW_SECONDS = 30 * 86400
+
+
+async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
+    """Run one report query off the event loop; a database failure is a 503, not a 500."""
+    try:
+        return await asyncio.to_thread(query, request.app.state.query_client, *args)
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"the report query failed: {str(exc).strip().splitlines()[0][:300]}") from None
+
+
+def _day(d: date) -> str:
+    return d.isoformat()
+
+
+async def daily(request: Request) -> Response:
+    report = report_range(request.query_params)
+    active = await _run(request, queries.active_users, report)
+    new = await _run(request, queries.new_users, report)
+    durations = await _run(request, queries.session_durations, report)
+    total = await _run(request, queries.total_users, report)
+    stats = [
+        {
+            "date": _day(d),
+            "active_user_count": active.get(d, (0, 0, 0))[0],
+            "new_user_count": new.get(d, 0),
+            "average_session_duration": round(durations.get(d, 0.0), 3),
+        }
+        for d in report.days()
+    ]
+    return json_response({"total_users": total, "daily_stats": stats})
+
+
+async def active_users(request: Request) -> Response:
+    report = report_range(request.query_params)
+    active = await _run(request, queries.active_users, report)
+    return json_response(
+        [{"date": _day(d), "dau": v[0], "wau": v[1], "mau": v[2]} for d, v in ((d, active.get(d, (0, 0, 0))) for d in report.days())]
+    )
+
+
+async def total_users(request: Request) -> Response:
+    report = report_range(request.query_params)
+    return json_response({"total_users": await _run(request, queries.total_users, report)})
+
+
+def funnel_steps(text: str | None) -> list[str]:
+    steps = [s.strip() for s in (text or "").split(",") if s.strip()]
+    if not 2 <= len(steps) <= 10:
+        raise BadParameter("steps", f"must name 2 to 10 events separated by commas, got {len(steps)}")
+    if len(set(steps)) != len(steps):
+        raise BadParameter("steps", "must not repeat an event")
+    return steps
+
+
+def window_seconds(text: str | None) -> int:
+    try:
+        value = int(text or "3600")
+    except ValueError:
+        raise BadParameter("window", f"must be a whole number of seconds, got {str(text)[:40]!r}") from None
+    if not 1 <= value <= MAX_WINDOW_SECONDS:
+        raise BadParameter("window", f"must be between 1 and {MAX_WINDOW_SECONDS} seconds (30 days)")
+    return value
+
+
+async def funnel(request: Request) -> Response:
+    report = report_range(request.query_params)
+    steps = funnel_steps(request.query_params.get("steps"))
+    window = window_seconds(request.query_params.get("window"))
+    reached = await _run(request, queries.funnel, report, steps, window)
+    first = reached[0]
+    body = [
+        {"step": step, "users": users, "conversion": round(users / first, 6) if first else 0.0}
+        for step, users in zip(steps, reached)
+    ]
+    return json_response({"window": window, "steps": body})
+
+
+async def ratio(request: Request) -> Response:
+    report = report_range(request.query_params)
+    names = {}
+    for name in ("numerator", "denominator"):
+        value = request.query_params.get(name, "")
+        if not value or len(value) > 1024:
+            raise BadParameter(name, "must name an event")
+        names[name] = value
+    values = await _run(request, queries.ratio, report, names["numerator"], names["denominator"])
+    return json_response(
+        [{"date": _day(d), "ratio": values[d][0], "users": values[d][1]} for d in report.days() if d in values]
+    )
+
+
+async def retention(request: Request) -> Response:
+    report = report_range(request.query_params)
+    period = request.query_params.get("period", "day")
+    if period not in ("day", "week"):
+        raise BadParameter("period", "must be day or week")
+    period_days = 7 if period == "week" else 1
+    cohorts = await _run(request, queries.retention, report, period_days)
+    last = report.last_day - timedelta(days=report.last_day.weekday()) if period == "week" else report.last_day
+    body = []
+    for cohort in sorted(cohorts):
+        periods = (last - cohort).days // period_days
+        counts = cohorts[cohort]
+        body.append({"cohort": _day(cohort), "users": counts.get(0, 0),
+                     "retained": [counts.get(n, 0) for n in range(1, periods + 1)]})
+    return json_response({"period": period, "cohorts": body})
+
+
+async def revenue(request: Request) -> Response:
+    report = report_range(request.query_params)
+    money = await _run(request, queries.revenue, report)
+    active = await _run(request, queries.active_users, report)
+    body = []
+    for d in report.days():
+        total, payers = money.get(d, (0, 0))
+        dau = active.get(d, (0, 0, 0))[0]
+        body.append({"date": _day(d), "revenue": total, "paying_users": payers,
+                     "paying_share": round(payers / dau, 6) if dau else 0.0})
+    return json_response(body)
+
+
+async def seed_total_user(request: Request) -> Response:
+    """Seed 000: `GET /api/v1/crm/user-stat/total-user` → {"total_user": N}, all users ever."""
+    report = ReportRange(date(1971, 1, 1), date(9998, 12, 30), "UTC")
+    return json_response({"total_user": await _run(request, queries.total_users, report)})
+
+
+async def seed_active_user(request: Request) -> Response:
+    """Seed 000: `POST /api/v1/crm/daily-stat/active-user` {"date"} → {"distinct_user": N}."""
+    body = await read_body(request, request.app.state.settings.max_body_bytes)
+    items = parse_json(body)
+    if len(items) != 1 or not isinstance(items[0], dict):
+        raise BadBody('body must be a JSON object: {"date": "YYYY-MM-DD"}', field="body")
+    document = items[0]
+    text = document.get("date")
+    if not isinstance(text, str):
+        raise BadParameter("date", "is required as YYYY-MM-DD")
+    day = parse_day("date", text)
+    tz = parse_tz(document.get("tz", "UTC")) if isinstance(document.get("tz", "UTC"), str) else "UTC"
+    report = ReportRange(day, day, tz)
+    active = await _run(request, queries.active_users, report)
+    return json_response({"distinct_user": active.get(day, (0, 0, 0))[0]})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/reports/daily", daily),
+        Route("/event", daily, methods=["GET"]),  # seed 001
+        Route("/event/", daily, methods=["GET"]),
+        Route("/analytics/daily", daily),  # seed 002
+        Route("/reports/active-users", active_users),
+        Route("/reports/total-users", total_users),
+        Route("/reports/funnel", funnel),
+        Route("/reports/ratio", ratio),
+        Route("/reports/retention", retention),
+        Route("/reports/revenue", revenue),
+        Route("/api/v1/crm/user-stat/total-user", seed_total_user),
+        Route("/api/v1/crm/daily-stat/active-user", seed_active_user, methods=["POST"]),
+    ]

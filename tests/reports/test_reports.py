@@ -1,0 +1,158 @@
+"""Every report against the same seeded events computed in plain Python (tests/reports/reference.py).
+
+The events go in over HTTP, out of order, and the reports are read back over HTTP. All the
+reports here use exact functions (uniqExact, exact sums), so the comparison is exact.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from starlette.testclient import TestClient
+
+from server import db
+from server.app import create_app
+from tests.conftest import drop_databases
+from tests.reports import reference
+
+FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
+EVENTS = reference.generate(seed=7, first_day=FIRST, days=14)
+ZONES = ["UTC", "Asia/Kolkata", "America/New_York"]  # New York changes to DST on 2025-03-09
+
+
+@pytest.fixture(scope="module")
+def reports(chdb_dir):
+    """One app with the generated events stored, shared by the tests of this module."""
+    import uuid
+
+    from server.config import Settings
+
+    url = f"chdb://{chdb_dir}?database=r_{uuid.uuid4().hex[:12]}"
+    settings = Settings.from_env({}, clickhouse_url=url)
+    with TestClient(create_app(settings)) as api:
+        for n in range(0, len(EVENTS), 50):
+            assert api.post("/events", json=EVENTS[n:n + 50]).status_code == 202
+        client = db.connect(settings)
+        db.flush_buffer_table(client)  # reports read `events` and its views: flush what the Buffer holds
+        client.close()
+        yield api
+    drop_databases([settings])
+
+
+def query(tz: str, **extra: str) -> dict[str, str]:
+    return {"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": tz, **extra}
+
+
+def only(app_id: str) -> list[dict]:
+    return [e for e in EVENTS if e["app_id"] == app_id]
+
+
+def test_the_generated_data_has_what_the_reports_need():
+    assert len(EVENTS) > 300
+    assert any(e["dt"] < reference.day_bounds(FIRST, LAST, "UTC")[0] for e in EVENTS)  # seen before the range
+    assert any("session_id" in e for e in EVENTS) and any("session_id" not in e for e in EVENTS)
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_daily(reports, tz):
+    expected = reference.daily(EVENTS, FIRST, LAST, tz)
+    for path in ("/reports/daily", "/event", "/analytics/daily"):
+        assert reports.get(path, params=query(tz)).json() == expected
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_active_users(reports, tz):
+    assert reports.get("/reports/active-users", params=query(tz)).json() == reference.active_users(EVENTS, FIRST, LAST, tz)
+
+
+def test_filters_by_app_id(reports):
+    events = only("a1")
+    got = reports.get("/reports/daily", params=query("UTC", app_id="a1")).json()
+    assert got == reference.daily(events, FIRST, LAST, "UTC")
+    got = reports.get("/reports/active-users", params=query("UTC", app_id="a1")).json()
+    assert got == reference.active_users(events, FIRST, LAST, "UTC")
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+@pytest.mark.parametrize("window", [600, 3600])
+def test_funnel(reports, tz, window):
+    steps = ["view", "start_task", "finish_task"]
+    got = reports.get("/reports/funnel", params=query(tz, steps=",".join(steps), window=str(window))).json()
+    expected = reference.funnel(EVENTS, FIRST, LAST, tz, steps, window)
+    assert [s["users"] for s in got["steps"]] == expected
+    assert [s["step"] for s in got["steps"]] == steps
+    assert got["steps"][0]["conversion"] == 1.0
+    assert got["steps"][2]["conversion"] == round(expected[2] / expected[0], 6)
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_ratio(reports, tz):
+    got = reports.get("/reports/ratio", params=query(tz, numerator="finish_task", denominator="start_task")).json()
+    expected = reference.ratio(EVENTS, FIRST, LAST, tz, "finish_task", "start_task")
+    assert {row["date"]: row["users"] for row in got} == {d: users for d, (_, users) in expected.items()}
+    for row in got:
+        assert row["ratio"] == pytest.approx(expected[row["date"]][0], rel=1e-12)
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_revenue(reports, tz):
+    assert reports.get("/reports/revenue", params=query(tz)).json() == reference.revenue(EVENTS, FIRST, LAST, tz)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+@pytest.mark.parametrize("period", ["day", "week"])
+def test_retention(reports, tz, period):
+    got = reports.get("/reports/retention", params=query(tz, period=period)).json()
+    assert got["cohorts"] == reference.retention(EVENTS, FIRST, LAST, tz, period)
+
+
+def test_total_users_and_the_seed_000_routes(reports):
+    everyone = len({e["user_id"] for e in EVENTS})
+    assert reports.get("/api/v1/crm/user-stat/total-user").json() == {"total_user": everyone}
+    expected = reference.daily(EVENTS, FIRST, LAST, "UTC")["total_users"]
+    assert reports.get("/reports/total-users", params=query("UTC")).json() == {"total_users": expected}
+    day = date(2025, 3, 10)
+    dau = next(r["dau"] for r in reference.active_users(EVENTS, day, day, "UTC"))
+    assert reports.post("/api/v1/crm/daily-stat/active-user", json={"date": "2025-03-10"}).json() == {"distinct_user": dau}
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"from": "2025-13-01"}, "from"),
+        ({"to": "yesterday"}, "to"),
+        ({"from": "2025-03-10", "to": "2025-03-01"}, "from"),
+        ({"from": "2024-01-01", "to": "2025-03-01"}, "to"),
+        ({"tz": "Mars/Olympus"}, "tz"),
+        ({"tz": "../../etc/passwd"}, "tz"),
+    ],
+)
+def test_bad_report_parameters_get_422_naming_them(reports, params, name):
+    for path in ("/reports/daily", "/reports/active-users", "/reports/revenue", "/reports/retention"):
+        r = reports.get(path, params=params)
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["error"]["errors"][0]["field"] == name
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"steps": "view"}, "steps"),
+        ({"steps": ",".join(f"e{i}" for i in range(11))}, "steps"),
+        ({"steps": "view,view"}, "steps"),
+        ({"steps": "view,pay", "window": "0"}, "window"),
+        ({"steps": "view,pay", "window": str(30 * 86400 + 1)}, "window"),
+        ({"steps": "view,pay", "window": "soon"}, "window"),
+    ],
+)
+def test_bad_funnel_parameters(reports, params, name):
+    r = reports.get("/reports/funnel", params=params)
+    assert r.status_code == 422 and r.json()["error"]["errors"][0]["field"] == name
+
+
+def test_other_bad_parameters(reports):
+    assert reports.get("/reports/retention", params={"period": "month"}).status_code == 422
+    assert reports.get("/reports/ratio", params={"numerator": "x"}).json()["error"]["errors"][0]["field"] == "denominator"
+    r = reports.post("/api/v1/crm/daily-stat/active-user", json={"date": "10/03/2025"})
+    assert r.status_code == 422 and r.json()["error"]["errors"][0]["field"] == "date"

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 18888)")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    demo = commands.add_parser("seed-demo", help="migrate, then add demo events made inside ClickHouse")
+    demo.add_argument("--events", type=int, default=1_000_000, help="how many events (default 1,000,000)")
+    demo.add_argument("--days", type=int, default=180, help="spread over this many days before now")
     args = parser.parse_args(argv)
 
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None))) if v}
@@ -26,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
 
-    if args.command == "migrate":
+    if args.command in ("migrate", "seed-demo"):
         from server import db
 
         applied = db.migrate(settings)
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        if args.command == "seed-demo":
+            return seed_demo(settings, args.events, args.days)
         return 0
 
     import uvicorn
@@ -48,6 +53,25 @@ def main(argv: list[str] | None = None) -> int:
         # with a ClickHouse server, run several (WEB_CONCURRENCY, see docker/).
         workers=None,
     )
+    return 0
+
+
+def seed_demo(settings: Settings, events: int, days: int) -> int:
+    import time
+
+    from server import db
+
+    if events <= 0 or not 1 <= days <= 3650:
+        print("analytics-api: --events must be positive and --days between 1 and 3650", file=sys.stderr)
+        return 2
+    client = db.connect(settings)
+    try:
+        started = time.perf_counter()
+        added = db.seed_demo(client, events, days)
+        seconds = time.perf_counter() - started
+    finally:
+        client.close()
+    print(f"added {added:,} demo events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
     return 0
 
 

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate clean
+.PHONY: run test install migrate seed-demo bench-reports clean
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ run: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/analytics-api migrate
+
+seed-demo: $(STAMP)
+	$(BIN)/analytics-api seed-demo --events $(or $(EVENTS),1000000)
+
+# Report latency from the views against raw scans, at 10 million demo events (about 2 minutes).
+bench-reports: $(STAMP)
+	$(BIN)/python -m loadgen.bench_reports --events $(or $(EVENTS),10000000)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import AsyncIterator
 
 import httpx
 import orjson
@@ -19,12 +21,18 @@ def events(client_number: int, count: int) -> list[dict]:
     ]
 
 
-async def run_clients(app, bodies: list, path: str = "/events") -> list[httpx.Response]:
-    """Send every body at once from its own client, over the ASGI app, lifespan included."""
+@contextlib.asynccontextmanager
+async def running(app) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client over the ASGI app, with the app's lifespan (start-up and shutdown) around it."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            yield client
+
+
+async def run_clients(app, bodies: list, path: str = "/events") -> list[httpx.Response]:
+    """Send every body at once, each request on its own, concurrently."""
+    async with running(app) as client:
+        return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
 
 
 def metric(app, name: str) -> float:
@@ -66,9 +74,10 @@ def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settin
         assert client.command("SELECT count() FROM events") == 2000
     finally:
         client.close()
-    # No INSERT held more than 120 rows, and each held whole requests of 50.
+    # No INSERT held more than 120 rows (so, whole requests of 50: at most 100 each).
     text = app.state.metrics.render().body.decode()
-    assert 'batch_rows_bucket{le="100.0"}' in text
+    at_most_100 = float(text.split('batch_rows_bucket{le="100.0"} ')[1].split()[0])
+    assert at_most_100 == metric(app, "batch_rows_count")
     assert metric(app, "batch_rows_sum") == 2000
     assert metric(app, "batch_rows_count") >= 2000 / 100
 
@@ -78,16 +87,14 @@ def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_sett
     app = create_app(settings)
 
     async def scenario():
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                admin = db.connect(settings)
-                admin.command("RENAME TABLE events_buffer TO events_buffer_away")
-                failed = await asyncio.gather(*(client.post("/events", json=events(n, 10)) for n in range(20)))
-                admin.command("RENAME TABLE events_buffer_away TO events_buffer")
-                admin.close()
-                ok = await client.post("/events", json=events(99, 7))
-                return failed, ok
+        async with running(app) as client:
+            admin = db.connect(settings)
+            admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+            failed = await asyncio.gather(*(client.post("/events", json=events(n, 10)) for n in range(20)))
+            admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+            admin.close()
+            ok = await client.post("/events", json=events(99, 7))
+            return failed, ok
 
     failed, ok = asyncio.run(scenario())
     assert {r.status_code for r in failed} == {503}
@@ -124,16 +131,14 @@ def test_ndjson_and_form_requests_share_batches(make_settings):
     app = create_app(settings)
 
     async def scenario():
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                ndjson = b"\n".join(orjson.dumps(e) for e in events(1, 30))
-                form = {"dt": "2025-01-01T00:00:00Z", "event": "f", "userid": "form"}
-                return await asyncio.gather(
-                    *(client.post("/events", content=ndjson, headers={"Content-Type": "application/x-ndjson"})
-                      for _ in range(10)),
-                    *(client.post("/events/", data=form) for _ in range(10)),
-                )
+        async with running(app) as client:
+            ndjson = b"\n".join(orjson.dumps(e) for e in events(1, 30))
+            form = {"dt": "2025-01-01T00:00:00Z", "event": "f", "userid": "form"}
+            return await asyncio.gather(
+                *(client.post("/events", content=ndjson, headers={"Content-Type": "application/x-ndjson"})
+                  for _ in range(10)),
+                *(client.post("/events/", data=form) for _ in range(10)),
+            )
 
     responses = asyncio.run(scenario())
     assert all(r.status_code == 202 for r in responses)

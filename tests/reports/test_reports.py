@@ -126,6 +126,7 @@ def test_total_users_and_the_seed_000_routes(reports):
         ({"from": "2024-01-01", "to": "2025-03-01"}, "to"),
         ({"tz": "Mars/Olympus"}, "tz"),
         ({"tz": "../../etc/passwd"}, "tz"),
+        ({"tz": "posix/Europe/Berlin"}, "tz"),
     ],
 )
 def test_bad_report_parameters_get_422_naming_them(reports, params, name):

@@ -57,7 +57,9 @@ def create_app(settings: Settings) -> Starlette:
         applied = await asyncio.to_thread(db.migrate, settings)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
-        writer_clients = [db.connect(settings) for _ in range(settings.insert_concurrency)]
+        writer_clients = [
+            db.connect(settings, client_settings=db.INSERT_SETTINGS) for _ in range(settings.insert_concurrency)
+        ]
         activity_client = db.connect(settings)
         query_client = db.connect(settings)
         batcher = Batcher(

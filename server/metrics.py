@@ -39,6 +39,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._cache: dict[tuple[str, int], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,8 +59,18 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(label, str(status)).inc()
-            self.metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
+            counter, histogram = self._children(label, status)
+            counter.inc()
+            histogram.observe(time.perf_counter() - started)
+
+    def _children(self, route: str, status: int) -> tuple:
+        # labels() validates and locks on every call; the labelled children are kept instead.
+        key = (route, status)
+        children = self._cache.get(key)
+        if children is None:
+            children = (self.metrics.requests.labels(route, str(status)), self.metrics.request_seconds.labels(route))
+            self._cache[key] = children
+        return children
 
 
 async def metrics_endpoint(request: Request) -> Response:

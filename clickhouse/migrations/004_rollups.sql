@@ -16,46 +16,48 @@ CREATE TABLE IF NOT EXISTS active_users_15m
     bucket  DateTime('UTC'),
     app_id  LowCardinality(String),
     country LowCardinality(String),
+    event   LowCardinality(String),
     users   AggregateFunction(uniqExact, String)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (bucket, app_id, country);
+ORDER BY (bucket, app_id, country, event);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS active_users_15m_mv TO active_users_15m AS
-SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, uniqExactState(user_id) AS users
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event, uniqExactState(user_id) AS users
 FROM events
 WHERE received_at >= fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY bucket, app_id, country;
+GROUP BY bucket, app_id, country, event;
 
 INSERT INTO active_users_15m
-SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, uniqExactState(user_id) AS users
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event, uniqExactState(user_id) AS users
 FROM events
 WHERE received_at < fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY bucket, app_id, country;
+GROUP BY bucket, app_id, country, event;
 
--- Each user's first event (per app and country; min() over them gives the first ever).
+-- Each user's first event (per app, country and event name; min() over them gives the first ever).
 CREATE TABLE IF NOT EXISTS user_first_seen
 (
     user_id    String,
     app_id     LowCardinality(String),
     country    LowCardinality(String),
+    event      LowCardinality(String),
     first_seen SimpleAggregateFunction(min, DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (user_id, app_id, country);
+ORDER BY (user_id, app_id, country, event);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS user_first_seen_mv TO user_first_seen AS
-SELECT user_id, app_id, country, min(dt) AS first_seen
+SELECT user_id, app_id, country, event, min(dt) AS first_seen
 FROM events
 WHERE received_at >= fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY user_id, app_id, country;
+GROUP BY user_id, app_id, country, event;
 
 INSERT INTO user_first_seen
-SELECT user_id, app_id, country, min(dt) AS first_seen
+SELECT user_id, app_id, country, event, min(dt) AS first_seen
 FROM events
 WHERE received_at < fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY user_id, app_id, country;
+GROUP BY user_id, app_id, country, event;
 
 -- Sessions the client named (`session_id` set): start, end and event count. Events without a
 -- session_id are cut into sessions at query time (30 minutes of inactivity; server/reports/).
@@ -115,23 +117,24 @@ CREATE TABLE IF NOT EXISTS revenue_15m
     bucket  DateTime('UTC'),
     app_id  LowCardinality(String),
     country LowCardinality(String),
+    event   LowCardinality(String),
     revenue SimpleAggregateFunction(sum, Int64),
     payers  AggregateFunction(uniqExactIf, String, UInt8)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (bucket, app_id, country);
+ORDER BY (bucket, app_id, country, event);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS revenue_15m_mv TO revenue_15m AS
-SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country,
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event,
        sum(amount) AS revenue, uniqExactIfState(user_id, amount > 0) AS payers
 FROM events
 WHERE amount != 0 AND received_at >= fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY bucket, app_id, country;
+GROUP BY bucket, app_id, country, event;
 
 INSERT INTO revenue_15m
-SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country,
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event,
        sum(amount) AS revenue, uniqExactIfState(user_id, amount > 0) AS payers
 FROM events
 WHERE amount != 0 AND received_at < fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
-GROUP BY bucket, app_id, country;
+GROUP BY bucket, app_id, country, event;

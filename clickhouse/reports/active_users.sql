@@ -20,6 +20,7 @@ FROM
               AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
               AND ({country:String} = '' OR country = {country:String})
+              AND ({event:String} = '' OR event = {event:String})
             UNION ALL
             SELECT toDate({lookback_day:String}) + number AS date, arrayReduce('uniqExactState', emptyArrayString()) AS users
             FROM numbers({days_with_lookback:UInt32})

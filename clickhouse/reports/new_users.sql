@@ -6,6 +6,7 @@ FROM
     FROM user_first_seen
     WHERE ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
+      AND ({event:String} = '' OR event = {event:String})
     GROUP BY user_id
 )
 WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')

@@ -13,6 +13,7 @@ FROM
         FROM user_first_seen
         WHERE ({app_id:String} = '' OR app_id = {app_id:String})
           AND ({country:String} = '' OR country = {country:String})
+          AND ({event:String} = '' OR event = {event:String})
         GROUP BY user_id
         HAVING first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
            AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
@@ -21,6 +22,7 @@ FROM
       AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND ({app_id:String} = '' OR e.app_id = {app_id:String})
       AND ({country:String} = '' OR e.country = {country:String})
+      AND ({event:String} = '' OR e.event = {event:String})
 )
 GROUP BY cohort, periods_later
 ORDER BY cohort, periods_later

@@ -5,5 +5,6 @@ WHERE bucket >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
   AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
   AND ({app_id:String} = '' OR app_id = {app_id:String})
   AND ({country:String} = '' OR country = {country:String})
+  AND ({event:String} = '' OR event = {event:String})
 GROUP BY date
 ORDER BY date

@@ -29,6 +29,7 @@ class ReportRange:
     tz: str
     app_id: str = ""
     country: str = ""
+    event: str = ""
 
     def day_start_ms(self, day: date) -> int:
         return int(datetime.combine(day, time(0), ZoneInfo(self.tz)).timestamp() * 1000)
@@ -48,7 +49,7 @@ class ReportRange:
     def parameters(self) -> dict[str, object]:
         lookback_day = self.first_day - timedelta(days=LOOKBACK_DAYS)
         return {
-            "tz": self.tz, "app_id": self.app_id, "country": self.country,
+            "tz": self.tz, "app_id": self.app_id, "country": self.country, "event": self.event,
             "from": self.first_day.isoformat(), "to": self.last_day.isoformat(),
             "start_ms": self.start_ms, "end_ms": self.end_ms,
             "lookback_day": lookback_day.isoformat(), "lookback_ms": self.day_start_ms(lookback_day),
@@ -91,7 +92,7 @@ def report_range(query: Mapping[str, str], today: date | None = None) -> ReportR
     if first_day.year < 1971 or last_day.year > 9998:
         raise BadParameter("from", "must be between 1971 and 9998")
     filters = {}
-    for name in ("app_id", "country"):
+    for name in ("app_id", "country", "event"):
         value = query.get(name, "")
         if len(value) > 1024:
             raise BadParameter(name, "is longer than 1024 characters")

@@ -157,3 +157,21 @@ def test_other_bad_parameters(reports):
     assert reports.get("/reports/ratio", params={"numerator": "x"}).json()["error"]["errors"][0]["field"] == "denominator"
     r = reports.post("/api/v1/crm/daily-stat/active-user", json={"date": "10/03/2025"})
     assert r.status_code == 422 and r.json()["error"]["errors"][0]["field"] == "date"
+
+
+def test_event_filter_counts_the_users_of_that_event(reports):
+    paid = [e for e in EVENTS if e["event"] == "pay"]
+    params = query("UTC", event="pay")
+    assert reports.get("/reports/active-users", params=params).json() == reference.active_users(paid, FIRST, LAST, "UTC")
+    assert reports.get("/reports/revenue", params=params).json() == reference.revenue(paid, FIRST, LAST, "UTC")
+    got = reports.get("/reports/retention", params={**params, "period": "week"}).json()
+    assert got["cohorts"] == reference.retention(paid, FIRST, LAST, "UTC", "week")
+    daily = reports.get("/reports/daily", params=params).json()
+    expected = reference.daily(paid, FIRST, LAST, "UTC")
+    assert daily["total_users"] == expected["total_users"]
+    # Sessions are whole: their durations do not change with the event filter.
+    unfiltered = reference.daily(EVENTS, FIRST, LAST, "UTC")["daily_stats"]
+    for got_day, want_day, all_day in zip(daily["daily_stats"], expected["daily_stats"], unfiltered):
+        assert (got_day["active_user_count"], got_day["new_user_count"]) == (want_day["active_user_count"], want_day["new_user_count"])
+        assert got_day["average_session_duration"] == all_day["average_session_duration"]
+    assert sum(d["active_user_count"] for d in daily["daily_stats"]) > 0

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate seed-demo bench-reports clean
+.PHONY: run test install migrate seed-demo bench bench-reports clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ migrate: $(STAMP)
 
 seed-demo: $(STAMP)
 	$(BIN)/analytics-api seed-demo --events $(or $(EVENTS),1000000)
+
+# The ingest server against its ceiling (wrk from Debian's package, installed when missing).
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE))
 
 # Report latency from the views against raw scans, at 10 million demo events (about 2 minutes).
 bench-reports: $(STAMP)

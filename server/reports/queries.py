@@ -60,6 +60,10 @@ def funnel(client: Client, report: ReportRange, steps: list[str], window_seconds
     return [sum(users for level, users in levels.items() if level >= n) for n in range(1, len(steps) + 1)]
 
 
+def event_counts(client: Client, report: ReportRange) -> list[tuple]:
+    return _rows(client, "event_counts", report)
+
+
 def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:
     cohorts: dict[date, dict[int, int]] = {}
     for cohort, later, users in _rows(client, "retention", report, period_days=period_days):

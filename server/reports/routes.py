@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable, TypeVar
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -142,6 +143,20 @@ async def revenue(request: Request) -> Response:
     return json_response(body)
 
 
+async def event_counts(request: Request) -> Response:
+    report = report_range(request.query_params)
+    rows = await _run(request, queries.event_counts, report)
+    zone = ZoneInfo(report.tz)
+    return json_response(
+        [{"hour": _hour(hour, zone), "event": event, "events": int(n)} for hour, event, n in rows]
+    )
+
+
+def _hour(hour: datetime, zone: ZoneInfo) -> str:
+    """The UTC hour's start shown in the report's zone, with its offset."""
+    return hour.replace(tzinfo=timezone.utc).astimezone(zone).isoformat()
+
+
 async def seed_total_user(request: Request) -> Response:
     """Seed 000: `GET /api/v1/crm/user-stat/total-user` → {"total_user": N}, all users ever."""
     report = ReportRange(date(1971, 1, 1), date(9998, 12, 30), "UTC")
@@ -177,6 +192,7 @@ def routes() -> list[Route]:
         Route("/reports/ratio", ratio),
         Route("/reports/retention", retention),
         Route("/reports/revenue", revenue),
+        Route("/reports/events", event_counts),
         Route("/api/v1/crm/user-stat/total-user", seed_total_user),
         Route("/api/v1/crm/daily-stat/active-user", seed_active_user, methods=["POST"]),
     ]

@@ -175,3 +175,19 @@ def test_event_filter_counts_the_users_of_that_event(reports):
         assert (got_day["active_user_count"], got_day["new_user_count"]) == (want_day["active_user_count"], want_day["new_user_count"])
         assert got_day["average_session_duration"] == all_day["average_session_duration"]
     assert sum(d["active_user_count"] for d in daily["daily_stats"]) > 0
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_event_counts_per_hour(reports, tz):
+    from collections import Counter
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    start, end = reference.day_bounds(FIRST, LAST, tz)
+    expected = Counter(
+        (datetime.fromtimestamp(e["dt"] - e["dt"] % 3600, ZoneInfo(tz)).isoformat(), e["event"])
+        for e in EVENTS if start <= e["dt"] < end and e["app_id"] == "a2"
+    )
+    got = reports.get("/reports/events", params=query(tz, app_id="a2")).json()
+    assert {(r["hour"], r["event"]): r["events"] for r in got} == dict(expected)
+    assert sum(expected.values()) > 0

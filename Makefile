@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate seed-demo bench bench-reports clean
+.PHONY: run test install migrate seed-demo bench bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,load]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -31,6 +31,10 @@ seed-demo: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE))
+
+# The locust scenario against a running server (make run in another terminal): RPS, SECONDS.
+loadtest: $(STAMP)
+	$(BIN)/analytics-api loadtest --rps $(or $(RPS),300) --seconds $(or $(SECONDS),30)
 
 # Report latency from the views against raw scans, at 10 million demo events (about 2 minutes).
 bench-reports: $(STAMP)

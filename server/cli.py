@@ -19,7 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("seed-demo", help="migrate, then add demo events made inside ClickHouse")
     demo.add_argument("--events", type=int, default=1_000_000, help="how many events (default 1,000,000)")
     demo.add_argument("--days", type=int, default=180, help="spread over this many days before now")
+    load = commands.add_parser("loadtest", help="run the locust scenario against a running server")
+    load.add_argument("--target", default="http://127.0.0.1:18888", help="the server's base URL")
+    load.add_argument("--rps", type=float, default=300.0, help="requests per second to hold (default 300)")
+    load.add_argument("--seconds", type=int, default=30, help="how long (default 30)")
+    load.add_argument("--users", type=int, help="simulated users (default: from the rate)")
     args = parser.parse_args(argv)
+
+    if args.command == "loadtest":
+        from server.loadtest import run
+
+        return run(args.target, args.rps, args.seconds, args.users)
 
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None))) if v}
     try:

@@ -59,6 +59,16 @@ FROM events
 WHERE received_at < fromUnixTimestamp64Milli({{CUTOVER}}, 'UTC')
 GROUP BY user_id, app_id, country, event;
 
+-- Each user's first event ever within the filters, as a parameterized view the reports share:
+-- FROM users_first_seen(app_id = …, country = …, event = …); an empty value means any.
+CREATE VIEW IF NOT EXISTS users_first_seen AS
+SELECT user_id, min(first_seen) AS first
+FROM user_first_seen
+WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+  AND ({country:String} = '' OR country = {country:String})
+  AND ({event:String} = '' OR event = {event:String})
+GROUP BY user_id;
+
 -- Sessions the client named (`session_id` set): start, end and event count. Events without a
 -- session_id are cut into sessions at query time (30 minutes of inactivity; server/reports/).
 CREATE TABLE IF NOT EXISTS sessions

@@ -9,14 +9,10 @@ FROM
     FROM events AS e
     INNER JOIN
     (
-        SELECT user_id, min(first_seen) AS first
-        FROM user_first_seen
-        WHERE ({app_id:String} = '' OR app_id = {app_id:String})
-          AND ({country:String} = '' OR country = {country:String})
-          AND ({event:String} = '' OR event = {event:String})
-        GROUP BY user_id
-        HAVING first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
-           AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+        SELECT user_id, first
+        FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String})
+        WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+          AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
     ) AS c ON e.user_id = c.user_id
     WHERE e.dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
       AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')

@@ -1,12 +1,4 @@
--- Distinct users whose first event is before `end_ms` (within the app/country filter).
+-- Distinct users whose first event (within the filters) is before `end_ms`.
 SELECT count()
-FROM
-(
-    SELECT user_id, min(first_seen) AS first
-    FROM user_first_seen
-    WHERE ({app_id:String} = '' OR app_id = {app_id:String})
-      AND ({country:String} = '' OR country = {country:String})
-      AND ({event:String} = '' OR event = {event:String})
-    GROUP BY user_id
-)
+FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String})
 WHERE first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')

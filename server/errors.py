@@ -83,6 +83,12 @@ class Unavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after_seconds)})
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """A database error's first line, for a client-facing message (ClickHouse adds stack traces)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return json_response(exc.body(), exc.status, exc.headers)

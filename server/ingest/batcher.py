@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from server.errors import first_line
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Batcher:
         except Exception as exc:  # every failure of the insert fails exactly this batch
             self._metrics.insert_failures.inc()
             log.warning("insert of %d rows from %d requests failed: %s", batch.rows, batch.requests, exc)
-            batch.done.set_exception(InsertFailed(_first_line(str(exc))))
+            batch.done.set_exception(InsertFailed(first_line(exc)))
             batch.done.exception()  # mark it retrieved: its clients may all have gone away
         else:
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
@@ -151,7 +152,3 @@ class Batcher:
             batch.done.set_result(None)
         finally:
             self._slots.release()
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else "insert failed"

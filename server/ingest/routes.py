@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.config import Settings
-from server.errors import ApiError, BadBody, BodyTooLarge, Unavailable, ValidationFailed
+from server.errors import ApiError, BadBody, BodyTooLarge, Unavailable, ValidationFailed, first_line
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import Batcher, InsertFailed, QueueFull, ShuttingDown
 from server.ingest.parse import decode_content, parse_body, parse_json
@@ -59,10 +59,14 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_items(request: Request, ingest: Ingest) -> list[Any]:
-    max_bytes = ingest.settings.max_body_bytes
+async def read_decoded_body(request: Request, max_bytes: int) -> bytes:
+    """The body within `max_bytes`, its Content-Encoding undone (also within `max_bytes`)."""
     body = await read_body(request, max_bytes)
-    body = decode_content(body, request.headers.get("content-encoding"), max_bytes)
+    return decode_content(body, request.headers.get("content-encoding"), max_bytes)
+
+
+async def read_items(request: Request, ingest: Ingest) -> list[Any]:
+    body = await read_decoded_body(request, ingest.settings.max_body_bytes)
     items = await parse_body(body, request.headers.get("content-type"))
     if not items:
         raise BadBody("the body holds no events", field="body")
@@ -123,9 +127,7 @@ async def post_event_save(request: Request) -> Response:
 async def post_activities(request: Request) -> Response:
     """Seed 003's `/api-log/v1/`: database activity records into the `activities` table."""
     ingest = _ingest(request)
-    body = await read_body(request, ingest.settings.max_body_bytes)
-    body = decode_content(body, request.headers.get("content-encoding"), ingest.settings.max_body_bytes)
-    data = parse_json(body)
+    data = parse_json(await read_decoded_body(request, ingest.settings.max_body_bytes))
     document = data[0] if len(data) == 1 and isinstance(data[0], dict) else data
     rows, errors = validate_activities(
         document, ingest.settings.max_events_per_request, ingest.settings.max_string_length, int(time.time() * 1000)
@@ -135,7 +137,7 @@ async def post_activities(request: Request) -> Response:
     try:
         await asyncio.to_thread(ingest.activity_writer.insert, encode_rows(rows))
     except Exception as exc:
-        raise Unavailable(f"ClickHouse did not store the activities (nothing was stored): {exc}") from None
+        raise Unavailable(f"ClickHouse did not store the activities (nothing was stored): {first_line(exc)}") from None
     return json_response({"accepted": len(rows)}, 202)
 
 

@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.errors import ApiError, BadBody, Unavailable
+from server.errors import ApiError, BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
-from server.ingest.routes import read_body
+from server.ingest.routes import read_decoded_body
 from server.reports import queries
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
 from server.responses import json_response
@@ -29,7 +29,7 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
     except ApiError:
         raise
     except Exception as exc:
-        raise Unavailable(f"the report query failed: {str(exc).strip().splitlines()[0][:300]}") from None
+        raise Unavailable(f"the report query failed: {first_line(exc)}") from None
 
 
 def _day(d: date) -> str:
@@ -165,8 +165,7 @@ async def seed_total_user(request: Request) -> Response:
 
 async def seed_active_user(request: Request) -> Response:
     """Seed 000: `POST /api/v1/crm/daily-stat/active-user` {"date"} → {"distinct_user": N}."""
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
-    items = parse_json(body)
+    items = parse_json(await read_decoded_body(request, request.app.state.settings.max_body_bytes))
     if len(items) != 1 or not isinstance(items[0], dict):
         raise BadBody('body must be a JSON object: {"date": "YYYY-MM-DD"}', field="body")
     document = items[0]

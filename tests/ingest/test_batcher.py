@@ -35,6 +35,15 @@ async def run_clients(app, bodies: list, path: str = "/events") -> list[httpx.Re
         return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
 
 
+def query(settings, sql: str) -> list[tuple]:
+    """Rows of one query on the test's database (run after the app stopped and flushed its Buffer)."""
+    client = db.connect(settings)
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()
+
+
 def metric(app, name: str) -> float:
     text = app.state.metrics.render().body.decode()
     for family in text_string_to_metric_families(text):
@@ -50,14 +59,10 @@ def test_200_concurrent_clients_of_50_events_store_exactly_10000_rows(make_setti
     responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(200)]))
     assert [r.status_code for r in responses] == [202] * 200
     assert all(r.json() == {"accepted": 50} for r in responses)
-    client = db.connect(settings)
-    try:
-        # The app flushed the Buffer on shutdown: every row is in the MergeTree table itself.
-        assert client.command("SELECT count() FROM events") == 10_000
-        assert client.command("SELECT uniqExact(user_id, props['seq']) FROM events") == 10_000
-        assert client.command("SELECT count() FROM events_buffer") == 10_000
-    finally:
-        client.close()
+    # The app flushed the Buffer on shutdown: every row is in the MergeTree table itself.
+    assert query(settings, "SELECT count() FROM events") == [(10_000,)]
+    assert query(settings, "SELECT uniqExact(user_id, props['seq']) FROM events") == [(10_000,)]
+    assert query(settings, "SELECT count() FROM events_buffer") == [(10_000,)]
     # Group commit happened: fewer INSERTs than requests.
     assert metric(app, "batch_rows_count") < 200
     assert metric(app, "batch_rows_sum") == 10_000
@@ -69,11 +74,7 @@ def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settin
     app = create_app(settings)
     responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(40)]))
     assert all(r.status_code == 202 for r in responses)
-    client = db.connect(settings)
-    try:
-        assert client.command("SELECT count() FROM events") == 2000
-    finally:
-        client.close()
+    assert query(settings, "SELECT count() FROM events") == [(2000,)]
     # No INSERT held more than 120 rows (so, whole requests of 50: at most 100 each).
     text = app.state.metrics.render().body.decode()
     at_most_100 = float(text.split('batch_rows_bucket{le="100.0"} ')[1].split()[0])
@@ -102,11 +103,7 @@ def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_sett
     assert error["code"] == "unavailable" and "nothing was stored" in error["message"]
     assert failed[0].headers["Retry-After"] == "1"
     assert ok.status_code == 202
-    client = db.connect(settings)
-    try:
-        assert client.query("SELECT user_id, count() FROM events GROUP BY user_id").result_rows == [("c99", 7)]
-    finally:
-        client.close()
+    assert query(settings, "SELECT user_id, count() FROM events GROUP BY user_id") == [("c99", 7)]
     assert metric(app, "insert_failures_total") >= 1
 
 
@@ -119,11 +116,7 @@ def test_queue_bound_answers_503_instead_of_growing(make_settings):
     codes = [r.status_code for r in responses]
     assert 202 in codes and 503 in codes
     assert set(codes) <= {202, 503}
-    client = db.connect(settings)
-    try:
-        assert client.command("SELECT count() FROM events") == 50 * codes.count(202)
-    finally:
-        client.close()
+    assert query(settings, "SELECT count() FROM events") == [(50 * codes.count(202),)]
 
 
 def test_ndjson_and_form_requests_share_batches(make_settings):
@@ -142,8 +135,4 @@ def test_ndjson_and_form_requests_share_batches(make_settings):
 
     responses = asyncio.run(scenario())
     assert all(r.status_code == 202 for r in responses)
-    client = db.connect(settings)
-    try:
-        assert client.command("SELECT count() FROM events") == 310
-    finally:
-        client.close()
+    assert query(settings, "SELECT count() FROM events") == [(310,)]

@@ -6,6 +6,7 @@ reports here use exact functions (uniqExact, exact sums), so the comparison is e
 
 from __future__ import annotations
 
+import gzip
 from datetime import date
 
 import pytest
@@ -115,6 +116,10 @@ def test_total_users_and_the_seed_000_routes(reports):
     day = date(2025, 3, 10)
     dau = next(r["dau"] for r in reference.active_users(EVENTS, day, day, "UTC"))
     assert reports.post("/api/v1/crm/daily-stat/active-user", json={"date": "2025-03-10"}).json() == {"distinct_user": dau}
+    gzipped = gzip.compress(b'{"date": "2025-03-10"}')
+    r = reports.post("/api/v1/crm/daily-stat/active-user", content=gzipped,
+                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.json() == {"distinct_user": dau}
 
 
 @pytest.mark.parametrize(

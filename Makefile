@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate seed-demo bench bench-reports loadtest clean
+.PHONY: run test install migrate seed-demo bench profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -30,7 +30,20 @@ seed-demo: $(STAMP)
 # The ingest server against its ceiling (wrk from Debian's package, installed when missing).
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE))
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE)) $(if $(STORED),--stored $(STORED))
+
+# Where the CPU goes under wrk load, by stage (py-spy): BATCH events a request (1).
+profile: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m loadgen.profile --batch $(or $(BATCH),1)
+
+# Memory under a held rate: MINUTES (10) at RATE requests/s (4500: half the highest rate held).
+soak: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m loadgen.soak --minutes $(or $(MINUTES),10) --rate $(or $(RATE),4500)
 
 # The locust scenario against a running server (make run in another terminal): RPS, SECONDS.
 loadtest: $(STAMP)

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,12 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "loadgen" / "results"
-WRK_SCRIPT = ROOT / "loadgen" / "post_event.lua"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from loadgen import capacity
+from loadgen.harness import RESULTS, ROOT, ServerProcess, free_port, run_wrk
+
+REPORTS = ["/reports/daily", "/reports/active-users", "/reports/funnel?steps=main,course,start_task,finish_task,pay",
+           "/reports/ratio?numerator=finish_task&denominator=start_task", "/reports/retention?period=week",
+           "/reports/revenue", "/reports/events", "/reports/total-users"]
 ONE_EVENT = {"dt": "2025-03-01T11:11:11Z", "event": "view", "user_id": "u1", "screen": "main", "elem": "screen", "amount": 0}
 
 
@@ -47,69 +48,12 @@ class Result:
     peak_rss_mb: float | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """A server in its own process, with its CPU time and peak RSS read from /proc."""
-
-    def __init__(self, command: list[str], env: dict[str, str], port: int, ready_path: str):
-        self.port = port
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{command} did not answer on port {port}")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-    def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def run_wrk(url: str, connections: int, seconds: int, batch: int) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(WRK_SCRIPT), url],
-        capture_output=True, text=True, env={**os.environ, "BATCH": str(batch)}, check=True,
-    ).stdout
-
-    def latency(percent: str) -> float:
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": latency("50"), "p99": latency("99"), "errors": errors}
-
-
 def measure_http(name: str, server: ServerProcess, path: str, batch: int, connections: int, seconds: int) -> Result:
     cpu_before = server.cpu_seconds()
-    figures = run_wrk(f"http://127.0.0.1:{server.port}{path}", connections, seconds, batch)
+    figures = run_wrk(server.url + path, connections, seconds, batch)
     cpu = server.cpu_seconds() - cpu_before
-    events = figures["rps"] * batch * seconds
-    return Result(name, figures["rps"] * batch, figures["rps"], figures["p50"], figures["p99"], figures["errors"],
+    events = figures.rps * batch * seconds
+    return Result(name, figures.rps * batch, figures.rps, figures.latency_ms["50"], figures.latency_ms["99"], figures.errors,
                   round(cpu / events * 1000, 4) if events else None, round(server.peak_rss_mb(), 1))
 
 
@@ -145,11 +89,37 @@ def measure_storage(rows_per_insert: int, seconds: int) -> Result:
                   cpu_seconds_per_1000_events=round(cpu / inserted * 1000, 4))
 
 
+def measure_with_stored(events: int, seconds: int, connections: int) -> Result:
+    """(e): peak RSS of the embedded server with `events` demo events stored, under (b)'s load
+    and then every report over the last 30 days."""
+    with tempfile.TemporaryDirectory(prefix="bench-stored-") as directory:
+        env = {"CLICKHOUSE_URL": f"chdb://{directory}"}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", str(events)],
+                       cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True)
+        print(f"(e) {events:,} demo events stored in {time.perf_counter() - started:.0f} s", flush=True)
+        port = free_port()
+        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+        try:
+            result = measure_http(f"(e) (b) with {events / 1e6:g}M events stored", server, "/events", 1,
+                                  connections, seconds)
+            for path in REPORTS:
+                response = httpx.get(server.url + path, timeout=120)
+                response.raise_for_status()
+            result.peak_rss_mb = round(server.peak_rss_mb(), 1)
+        finally:
+            server.stop()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the ingest server against its ceiling.")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--compare", type=Path, help="an earlier results file to compare with")
+    parser.add_argument("--stored", type=int, default=10_000_000, help="events stored for (e); 0 skips it")
+    parser.add_argument("--step", type=int, default=1000, help="capacity test: rate step, requests/s")
+    parser.add_argument("--step-seconds", type=int, default=5, help="capacity test: seconds per step")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: `apt-get install wrk` (make bench does it)")
@@ -172,21 +142,29 @@ def main() -> None:
             rows_before, inserts_before = batch_totals(port)
             results.append(measure_http("(c) POST /events, 100 events", server, "/events", 100, args.connections, args.seconds))
             rows_after, inserts_after = batch_totals(port)
+            print(f"capacity step test: one event a request, {args.step:,}/s steps of {args.step_seconds} s, "
+                  f"64 connections, until p99 > {capacity.P99_LIMIT_MS:.0f} ms or errors", flush=True)
+            steps = capacity.step_test(server, args.step, args.step, args.step_seconds, 64)
         finally:
             server.stop()
     batch_rows = (rows_after - rows_before) / max(1.0, inserts_after - inserts_before)
     print(f"(c) averaged {batch_rows:,.0f} rows per INSERT; (d) issues INSERTs of that size")
     results.append(measure_storage(max(1, round(batch_rows)), args.seconds))
+    if args.stored > 0:
+        results.append(measure_with_stored(args.stored, args.seconds, args.connections))
 
-    a, b, c, d = (r.events_per_second for r in results)
+    a, b, c, d = (r.events_per_second for r in results[:4])
     ratios = {"b/a": round(b / a, 3), "c/d": round(c / d, 3)}
     report = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "connections": args.connections,
-              "seconds": args.seconds, "results": [asdict(r) for r in results], "ratios": ratios}
+              "seconds": args.seconds, "results": [asdict(r) for r in results], "ratios": ratios,
+              "capacity": steps}
     print_report(report, json.loads(args.compare.read_text()) if args.compare else None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"bench-{report['time'].replace(':', '')}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {path.relative_to(ROOT)}")
+    stem = RESULTS / f"bench-{report['time'].replace(':', '')}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {stem.with_suffix('.json').relative_to(ROOT)}")
+    chart = capacity.draw(steps, stem.with_suffix(".png"))
+    print(f"chart:   {chart.relative_to(ROOT)}")
 
 
 def print_report(report: dict, earlier: dict | None) -> None:
@@ -205,6 +183,18 @@ def print_report(report: dict, earlier: dict | None) -> None:
     print(f"\nb/a = {ratios['b/a']:.3f} (target >= 0.7)   c/d = {ratios['c/d']:.3f}")
     c_rate = report["results"][2]["events_per_second"]
     print(f"(c) {c_rate:,.0f} events/s (target >= 150,000)")
+    for r in report["results"][4:]:
+        print(f"{r['name']}: peak RSS {r['peak_rss_mb']:.0f} MB (target <= 500 MB)")
+    cap = report["capacity"]
+    print(f"capacity: highest rate held {cap['highest_rate_held']:,.0f} requests/s "
+          f"(p99 <= {cap['p99_limit_ms']:.0f} ms, no errors)", end="")
+    if cap["half_rate"]:
+        print(f"; p99 at half that rate {cap['half_rate']['latency_ms']['99']:.2f} ms (target <= 25 ms)")
+    else:
+        print()
+    before = (earlier or {}).get("capacity", {}).get("highest_rate_held")
+    if before:
+        print(f"  earlier: {before:,.0f} requests/s ({cap['highest_rate_held'] / before - 1:+.1%})")
 
 
 if __name__ == "__main__":

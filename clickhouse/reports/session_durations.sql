@@ -2,7 +2,9 @@
 -- date in {tz}. Named sessions come from the `sessions` rollup; events without a session_id are
 -- cut into sessions here: a gap of more than 30 minutes in a user's events starts a new one.
 -- Those events are read from a day before `from` to a day after `to`, so sessions that cross the
--- range's edges keep their true start and end (a session longer than a day would be cut).
+-- range's edges keep their true start and end (a session longer than a day would be cut). The
+-- named sessions' partial rows are read from the same window, so only the range's sessions are
+-- grouped, not every session ever stored.
 SELECT toDate(started, {tz:String}) AS date,
        avg(dateDiff('millisecond', started, ended)) / 1000 AS average_seconds,
        count() AS session_count
@@ -10,7 +12,9 @@ FROM
 (
     SELECT min(started) AS started, max(ended) AS ended
     FROM sessions
-    WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+    WHERE sessions.started >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
+      AND sessions.started < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
+      AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
     GROUP BY session_id, user_id
     UNION ALL

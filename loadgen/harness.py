@@ -1,0 +1,96 @@
+"""What every benchmark here shares: a server in its own process (CPU time and peak RSS read
+from /proc) and wrk driving it (closed loop, or paced to a rate by post_event.lua)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "loadgen" / "results"
+WRK_SCRIPT = ROOT / "loadgen" / "post_event.lua"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PERCENTILES = ("50", "75", "90", "99")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A server in its own process, with its CPU time and RSS read from /proc."""
+
+    def __init__(self, command: list[str], env: dict[str, str], port: int, ready_path: str):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + ready_path, timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{command} did not answer on port {port}")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def _status_mb(self, field: str) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) / 1024
+
+    def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM")
+
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@dataclass
+class WrkFigures:
+    rps: float
+    requests: int
+    latency_ms: dict[str, float]  # percentile ("50", "75", "90", "99") -> ms
+    errors: int
+
+
+def run_wrk(url: str, connections: int, seconds: int, batch: int = 1, rate: float = 0) -> WrkFigures:
+    """wrk -t1 against url: closed loop, or paced to `rate` requests/s when rate > 0."""
+    env = {**os.environ, "BATCH": str(batch), "RATE": str(rate)}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(WRK_SCRIPT), url],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    return WrkFigures(rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                      requests=int(re.search(r"(\d+) requests in", out).group(1)),
+                      latency_ms={p: latency(p) for p in PERCENTILES}, errors=errors)

@@ -49,6 +49,15 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "queued_rows": state.ingest.batcher.queued_rows})
 
 
+def create_app_from_env() -> Starlette:
+    """The factory each uvicorn worker calls when WEB_CONCURRENCY > 1 (settings from the environment)."""
+    from server.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
 
@@ -88,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             await asyncio.to_thread(db.flush_buffer_table, query_client)
             for client in [*writer_clients, activity_client, query_client]:
                 client.close()
+            metrics.close()
             log.info("stopped: batcher drained and events_buffer flushed into events")
 
     app = Starlette(

@@ -50,20 +50,35 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    if settings.web_concurrency > 1 or settings.prometheus_multiproc_dir:
+        prepare_metrics_dir(settings)
+    common = dict(host=settings.host, port=settings.port, access_log=settings.access_log,
+                  log_level=settings.log_level, log_config=None)  # log_config=None: our JSON handler
+    if settings.web_concurrency > 1:
+        # Each worker builds its app from the environment (a ClickHouse server: checked by Settings).
+        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.web_concurrency, **common)
+        return 0
     from server.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        log_config=None,  # keep our JSON handler for uvicorn's loggers too
-        # Embedded chDB allows one engine per process, so the embedded default is one process;
-        # with a ClickHouse server, run several (WEB_CONCURRENCY, see docker/).
-        workers=None,
-    )
+    # The embedded engine allows one process per data directory: one process, one event loop.
+    uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """prometheus-client's multiprocess directory, set before any worker imports the client. The
+    parent of several workers owns it and empties it; a single process only creates it, because
+    separately started processes may share it."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    directory = settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="analytics-api-metrics-")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    if settings.web_concurrency > 1:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
 def seed_demo(settings: Settings, events: int, days: int) -> int:

@@ -32,6 +32,17 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "HOST": ("127.0.0.1", "Address `analytics-api serve` binds to (`--host` overrides)."),
     "PORT": ("18888", "Port `analytics-api serve` listens on (`--port` overrides)."),
+    "WEB_CONCURRENCY": (
+        "1",
+        "uvicorn worker processes. Must be 1 on the embedded engine (one process per data "
+        "directory); several with a ClickHouse server.",
+    ),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "(unset)",
+        "prometheus-client's multiprocess directory, so that `/metrics` covers every worker. "
+        "With WEB_CONCURRENCY > 1, `serve` creates it (a temporary directory when unset) and "
+        "empties it at start; processes started separately may share one to report together.",
+    ),
     "MAX_BODY_BYTES": ("1048576", "Largest request body, after gzip decoding; larger gets 413."),
     "MAX_EVENTS_PER_REQUEST": ("10000", "Most events in one request; more gets 413."),
     "MAX_STRING_LENGTH": ("1024", "Longest string field or property value, in characters; longer gets 422."),
@@ -78,6 +89,8 @@ class Settings:
     clickhouse_url: str
     host: str = "127.0.0.1"
     port: int = 18888
+    web_concurrency: int = 1
+    prometheus_multiproc_dir: str = ""
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
     max_string_length: int = 1024
@@ -122,7 +135,7 @@ class Settings:
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         positive = [
-            "port", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "port", "web_concurrency", "max_body_bytes", "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
             "buffer_max_rows", "buffer_max_bytes",
         ]
@@ -146,6 +159,11 @@ class Settings:
         if not 1970 <= self.min_event_year <= 9999:
             raise ConfigError(f"MIN_EVENT_YEAR must be between 1970 and 9999, got {self.min_event_year}")
         clickhouse_target(self.clickhouse_url)
+        if self.web_concurrency > 1 and self.embedded:
+            raise ConfigError(
+                f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "
+                "the embedded engine allows one process per data directory"
+            )
 
     @property
     def database(self) -> str:

@@ -1,10 +1,16 @@
-"""Prometheus metrics: one registry per app, so several apps (tests) never collide."""
+"""Prometheus metrics: one registry per app, so several apps (tests) never collide.
+
+With PROMETHEUS_MULTIPROC_DIR set (`serve` sets it when WEB_CONCURRENCY > 1), prometheus-client
+keeps every value in a file in that directory and `/metrics` reads them all: any worker answers
+for the whole process group, not for itself.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,10 +33,22 @@ class Metrics:
         self.batch_rows = Histogram("batch_rows", "Rows per INSERT (group commit batch size)", buckets=BATCH_BUCKETS, registry=r)
         self.insert_seconds = Histogram("insert_duration_seconds", "Latency of one INSERT", buckets=LATENCY_BUCKETS, registry=r)
         self.insert_failures = Counter("insert_failures", "INSERTs that failed", registry=r)
-        self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r)
+        # livesum: the rows queued in the workers alive now, summed.
+        self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r,
+                                multiprocess_mode="livesum")
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
     def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = self.registry
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def close(self) -> None:
+        """A stopping worker: its live gauges leave the sums (its counters stay counted)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:

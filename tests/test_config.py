@@ -62,5 +62,14 @@ def test_documented_defaults_match_the_dataclass():
         if field.name == "clickhouse_url":
             continue
         value = getattr(defaults, field.name)
+        if documented == "(unset)":
+            assert value == "", field.name
+            continue
         shown = str(value).lower() if isinstance(value, bool) else str(value)
         assert shown == documented or float(shown) == float(documented), field.name
+
+
+def test_several_workers_need_a_clickhouse_server():
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY=2 needs a ClickHouse server"):
+        Settings.from_env({"WEB_CONCURRENCY": "2"})
+    assert Settings.from_env({"WEB_CONCURRENCY": "2", "CLICKHOUSE_URL": "http://ch:8123/db"}).web_concurrency == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.loadtest import run
-from tests.test_lifecycle import free_port, start_server
+from tests.servers import free_port, start_server
 
 
 def test_loadtest_finds_every_acknowledged_event_stored(tmp_path, capsys):

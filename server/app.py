@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
@@ -18,11 +19,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+
 from server import db
+from server.auth import Keys
 from server.config import Settings
-from server.errors import install_error_handlers
+from server.errors import first_line, install_error_handlers
 from server.ingest import routes as ingest_routes
 from server.ingest.batcher import Batcher
+from server.ingest.dedup import Dedup, stored_ids
+from server.ingest.replay import Replayer, replay_spool
+from server.ingest.spool import Spool
 from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
@@ -46,7 +52,9 @@ async def readyz(request: Request) -> Response:
     if pending:
         names = [f"{m.version:03d}_{m.name}" for m in pending]
         return json_response({"status": "unavailable", "reason": "migrations pending", "pending": names}, 503)
-    return json_response({"status": "ready", "queued_rows": state.ingest.batcher.queued_rows})
+    records, size = await asyncio.to_thread(state.ingest.spool.depth)
+    return json_response({"status": "ready", "queued_rows": state.ingest.batcher.queued_rows,
+                          "spool": {"records": records, "bytes": size}})
 
 
 def create_app_from_env() -> Starlette:
@@ -60,6 +68,7 @@ def create_app_from_env() -> Starlette:
 
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
+    keys = Keys.parse(settings.write_keys, settings.read_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,6 +80,9 @@ def create_app(settings: Settings) -> Starlette:
         ]
         activity_client = db.connect(settings)
         query_client = db.connect(settings)
+        dedup_client = db.connect(settings)
+        replay_client = db.connect(settings, client_settings=db.INSERT_SETTINGS)
+        spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes)
         batcher = Batcher(
             EventWriter(writer_clients, settings.insert_table).insert,
             max_rows=settings.batch_max_rows,
@@ -87,15 +99,30 @@ def create_app(settings: Settings) -> Starlette:
             batcher=batcher,
             activity_writer=EventWriter([activity_client], "activities"),
             metrics=metrics,
+            keys=keys,
+            dedup=Dedup(lambda ids: stored_ids(dedup_client, ids)),
+            spool=spool,
         )
+        replayer = asyncio.create_task(
+            replay_spool(spool, Replayer(replay_client, settings.insert_table, metrics), metrics))
+        if keys.open_for_writes:
+            log.warning("open for writes: no WRITE_KEYS configured, anyone who reaches the server can send events")
+        if keys.open_for_reads:
+            log.warning("open for reads: no READ_TOKEN configured, anyone who reaches the server can read reports")
         target = "embedded chDB" if settings.embedded else "ClickHouse server"
         log.info("ready: %s, database %s, inserting into %s", target, settings.database, settings.insert_table)
         try:
             yield
         finally:
+            replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replayer
             await batcher.close()
-            await asyncio.to_thread(db.flush_buffer_table, query_client)
-            for client in [*writer_clients, activity_client, query_client]:
+            try:
+                await asyncio.to_thread(db.flush_buffer_table, query_client)
+            except Exception as exc:  # ClickHouse refuses (an outage): what the Buffer holds is at risk
+                log.error("could not flush events_buffer into events at stop: %s", first_line(exc))
+            for client in [*writer_clients, activity_client, query_client, dedup_client, replay_client]:
                 client.close()
             metrics.close()
             log.info("stopped: batcher drained and events_buffer flushed into events")
@@ -112,6 +139,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.keys = keys
     app.state.settings = settings
     install_error_handlers(app)
     return app

@@ -22,6 +22,10 @@ def default_clickhouse_url() -> str:
     return "chdb://" + str(Path.cwd() / "var" / "clickhouse")
 
 
+def default_spool_dir() -> str:
+    return str(Path.cwd() / "var" / "spool")
+
+
 # name -> (default, description). The order is the README's order.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "CLICKHOUSE_URL": (
@@ -42,6 +46,28 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "prometheus-client's multiprocess directory, so that `/metrics` covers every worker. "
         "With WEB_CONCURRENCY > 1, `serve` creates it (a temporary directory when unset) and "
         "empties it at start; processes started separately may share one to report together.",
+    ),
+    "WRITE_KEYS": (
+        "(unset)",
+        "Write keys for the ingest routes, `app_id:key,app_id:key` (`*:key` for any app); a key "
+        "writes only its app's events. Unset: ingest is open (logged at start).",
+    ),
+    "READ_TOKEN": (
+        "(unset)",
+        "Token for the report and SQL routes. Unset: they are open (logged at start).",
+    ),
+    "BODY_TIMEOUT_SECONDS": (
+        "10",
+        "Longest time a client may take to send a request body; slower gets 408.",
+    ),
+    "SPOOL_DIR": (
+        "$PWD/var/spool",
+        "Outage spool: batches ClickHouse refused are appended here (fsync'd) and replayed in "
+        "order when inserts work again.",
+    ),
+    "SPOOL_MAX_BYTES": (
+        "1073741824",
+        "Outage spool bound; when full, requests that would be spooled get 503 with Retry-After.",
     ),
     "MAX_BODY_BYTES": ("1048576", "Largest request body, after gzip decoding; larger gets 413."),
     "MAX_EVENTS_PER_REQUEST": ("10000", "Most events in one request; more gets 413."),
@@ -91,6 +117,11 @@ class Settings:
     port: int = 18888
     web_concurrency: int = 1
     prometheus_multiproc_dir: str = ""
+    write_keys: str = ""
+    read_token: str = ""
+    body_timeout_seconds: float = 10.0
+    spool_dir: str = ""
+    spool_max_bytes: int = 1_073_741_824
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
     max_string_length: int = 1024
@@ -126,6 +157,8 @@ class Settings:
             if raw is None or raw == "":
                 if field.name == "clickhouse_url":
                     values[field.name] = default_clickhouse_url()
+                if field.name == "spool_dir":
+                    values[field.name] = default_spool_dir()
                 continue
             values[field.name] = _convert(name, raw, field.default)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -135,7 +168,7 @@ class Settings:
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         positive = [
-            "port", "web_concurrency", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "max_body_bytes", "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
             "buffer_max_rows", "buffer_max_bytes",
         ]
@@ -159,6 +192,9 @@ class Settings:
         if not 1970 <= self.min_event_year <= 9999:
             raise ConfigError(f"MIN_EVENT_YEAR must be between 1970 and 9999, got {self.min_event_year}")
         clickhouse_target(self.clickhouse_url)
+        from server.auth import Keys
+
+        Keys.parse(self.write_keys, self.read_token)  # raises ConfigError naming the variable
         if self.web_concurrency > 1 and self.embedded:
             raise ConfigError(
                 f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "

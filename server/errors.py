@@ -53,6 +53,11 @@ class BodyTooLarge(ApiError):
     code = "too_large"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "timeout"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
@@ -65,6 +70,28 @@ class ValidationFailed(ApiError):
     def __init__(self, errors: list[FieldError]):
         bad_events = len({e.index for e in errors})
         super().__init__(f"{bad_events} event(s) failed validation; nothing was stored")
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["errors"] = [e._asdict() for e in self.errors]
+        return body
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message, field=field, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, message: str, errors: list[FieldError]):
+        super().__init__(message, field=errors[0].field if errors else None)
         self.errors = errors
 
     def body(self) -> dict[str, Any]:

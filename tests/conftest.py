@@ -38,6 +38,7 @@ def make_settings(chdb_dir: Path):
     def make(**overrides: object) -> Settings:
         database = "t_" + uuid.uuid4().hex[:12]
         url = f"chdb://{chdb_dir}?database={database}"
+        overrides.setdefault("spool_dir", str(chdb_dir.parent / "spool" / database))
         settings = Settings.from_env({}, clickhouse_url=url, **overrides)
         made.append(settings)
         return settings

@@ -18,7 +18,7 @@ def samples(api) -> dict[tuple, float]:
 
 def test_healthz_and_readyz(api):
     assert api.get("/healthz").json() == {"status": "ok"}
-    assert api.get("/readyz").json() == {"status": "ready", "queued_rows": 0}
+    assert api.get("/readyz").json() == {"status": "ready", "queued_rows": 0, "spool": {"records": 0, "bytes": 0}}
 
 
 def test_readyz_is_503_while_a_migration_is_pending(api, ch):
@@ -54,7 +54,8 @@ def test_unmatched_paths_share_one_label(api):
 def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
     assert db.migrate(settings) == []
     versions = ch.query("SELECT version, name FROM schema_migrations FINAL ORDER BY version").result_rows
-    assert versions == [(1, "events"), (2, "events_buffer"), (3, "activities"), (4, "rollups")]
+    assert versions == [(1, "events"), (2, "events_buffer"), (3, "activities"), (4, "rollups"),
+                        (5, "event_id_index")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):

@@ -16,10 +16,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.auth import Keys, check_apps, write_apps
 from server.config import Settings
-from server.errors import ApiError, BadBody, BodyTooLarge, Unavailable, ValidationFailed, first_line
+from server.errors import ApiError, BadBody, BodyTooLarge, RequestTimeout, Unavailable, ValidationFailed, first_line
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import Batcher, InsertFailed, QueueFull, ShuttingDown
+from server.ingest.dedup import Dedup
+from server.ingest.spool import Spool, SpoolFull
 from server.ingest.parse import decode_content, parse_body, parse_json
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import EventWriter, encode_rows
@@ -36,6 +39,27 @@ class Ingest:
     batcher: Batcher
     activity_writer: EventWriter
     metrics: Metrics
+    keys: Keys
+    dedup: Dedup
+    spool: Spool
+
+
+@dataclass
+class Stored:
+    """What happened to one request's events: all are stored (now, or earlier for
+    `duplicates` of them), directly or, during an outage, in the spool."""
+
+    rows: list[dict]
+    duplicates: int = 0
+    spooled: bool = False
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"accepted": len(self.rows) + self.duplicates}
+        if self.duplicates:
+            body["duplicates"] = self.duplicates
+        if self.spooled:
+            body["spooled"] = True
+        return body
 
 
 def _ingest(request: Request) -> Ingest:
@@ -43,19 +67,24 @@ def _ingest(request: Request) -> Ingest:
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)."""
+    """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)
+    and with 408 when the client takes longer than BODY_TIMEOUT_SECONDS to send it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
+    timeout = request.app.state.settings.body_timeout_seconds
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise BodyTooLarge(f"body is over the limit of {max_bytes} bytes", field="body")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"body is over the limit of {max_bytes} bytes", field="body")
+                chunks.append(chunk)
     except ClientDisconnect:
         raise BadBody("the client disconnected before sending the whole body", field="body") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the body took longer than {timeout:g} s to arrive", field="body") from None
     return b"".join(chunks)
 
 
@@ -76,57 +105,83 @@ async def read_items(request: Request, ingest: Ingest) -> list[Any]:
     return items
 
 
-async def store_events(request: Request, with_event_ids: bool = False) -> list[dict]:
-    """The ingest pipeline shared by every event route. Returns the stored rows.
+async def store_events(request: Request, with_event_ids: bool = False) -> Stored:
+    """The ingest pipeline shared by every event route.
 
     `with_event_ids`: give every row an `event_id` here (for routes that answer with it);
-    otherwise rows without one get it from the column's DEFAULT in ClickHouse.
+    otherwise rows without one get it from the column's DEFAULT in ClickHouse. Events that
+    carry their own event_id and are stored already are not stored again (server/ingest/dedup.py).
     """
     ingest = _ingest(request)
     try:
+        apps = write_apps(request, ingest.keys)
         items = await read_items(request, ingest)
         rows, errors = validate_events(items, ingest.limits)
         if errors:
             ingest.metrics.events_rejected.labels("validation").inc(len(items))
             raise ValidationFailed(errors)
-        if with_event_ids:
-            for row in rows:
-                row.setdefault("event_id", str(uuid.uuid4()))
-        await _submit(ingest, encode_rows(rows), len(rows))
+        check_apps(rows, apps)
+        claim = await ingest.dedup.claim(rows)
+        try:
+            if with_event_ids:
+                for row in claim.rows:
+                    row.setdefault("event_id", str(uuid.uuid4()))
+            spooled = await _submit(ingest, claim.rows) if claim.rows else False
+        finally:
+            claim.release()
     except ApiError as exc:
         if not isinstance(exc, ValidationFailed):
             ingest.metrics.events_rejected.labels(exc.code).inc()
         raise
-    ingest.metrics.events_accepted.inc(len(rows))
-    return rows
+    ingest.metrics.events_accepted.inc(len(claim.rows))
+    if claim.duplicates:
+        ingest.metrics.events_duplicate.inc(claim.duplicates)
+    return Stored(claim.rows, claim.duplicates, spooled)
 
 
-async def _submit(ingest: Ingest, body: bytes, rows: int) -> None:
+async def _submit(ingest: Ingest, rows: list[dict]) -> bool:
+    """Store the rows; True when they went to the outage spool instead of ClickHouse."""
     try:
-        await ingest.batcher.submit(body, rows)
+        await ingest.batcher.submit(encode_rows(rows), len(rows))
+        return False
     except InsertFailed as exc:
-        raise Unavailable(f"ClickHouse did not store the events (nothing was stored): {exc}") from None
+        failure = str(exc)
     except QueueFull as exc:
         raise Unavailable(f"the server is overloaded ({exc}); retry later") from None
     except ShuttingDown:
         raise Unavailable("the server is shutting down; retry later") from None
+    # ClickHouse refused or cannot be reached: keep the rows on local disk, fsync'd, and replay
+    # them later. Each gets an event_id now so that replays can never store it twice.
+    for row in rows:
+        row.setdefault("event_id", str(uuid.uuid4()))
+    try:
+        await asyncio.to_thread(ingest.spool.append, encode_rows(rows))
+    except SpoolFull as full:
+        raise Unavailable(f"ClickHouse did not store the events ({failure}) and {full}; nothing was stored",
+                          retry_after_seconds=5) from None
+    except OSError as error:
+        raise Unavailable(f"ClickHouse did not store the events ({failure}) and the spool could not be "
+                          f"written ({error.strerror}); nothing was stored", retry_after_seconds=5) from None
+    ingest.metrics.events_spooled.inc(len(rows))
+    return True
 
 
 async def post_events(request: Request) -> Response:
-    rows = await store_events(request)
-    return json_response({"accepted": len(rows)}, 202)
+    stored = await store_events(request)
+    return json_response(stored.body(), 202)
 
 
 async def post_event_save(request: Request) -> Response:
     """Seed 000's `/api/v1/event/save`: its clients read back a `message_id`."""
-    rows = await store_events(request, with_event_ids=True)
-    ids = [row["event_id"] for row in rows]
-    return json_response({"message_id": ids[0], "message_ids": ids, "accepted": len(rows)}, 202)
+    stored = await store_events(request, with_event_ids=True)
+    ids = [row["event_id"] for row in stored.rows]
+    return json_response({"message_id": ids[0] if ids else None, "message_ids": ids, **stored.body()}, 202)
 
 
 async def post_activities(request: Request) -> Response:
     """Seed 003's `/api-log/v1/`: database activity records into the `activities` table."""
     ingest = _ingest(request)
+    write_apps(request, ingest.keys)  # any valid key: activities belong to no app
     data = parse_json(await read_decoded_body(request, ingest.settings.max_body_bytes))
     document = data[0] if len(data) == 1 and isinstance(data[0], dict) else data
     rows, errors = validate_activities(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable, TypeVar
+from typing import Awaitable, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.auth import require_read
 from server.errors import ApiError, BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
 from server.ingest.routes import read_decoded_body
@@ -179,19 +180,29 @@ async def seed_active_user(request: Request) -> Response:
     return json_response({"distinct_user": active.get(day, (0, 0, 0))[0]})
 
 
+def read_protected(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The read token, when one is configured, before anything else (401 otherwise)."""
+
+    async def guarded(request: Request) -> Response:
+        require_read(request, request.app.state.keys)
+        return await endpoint(request)
+
+    return guarded
+
+
 def routes() -> list[Route]:
     return [
-        Route("/reports/daily", daily),
-        Route("/event", daily, methods=["GET"]),  # seed 001
-        Route("/event/", daily, methods=["GET"]),
-        Route("/analytics/daily", daily),  # seed 002
-        Route("/reports/active-users", active_users),
-        Route("/reports/total-users", total_users),
-        Route("/reports/funnel", funnel),
-        Route("/reports/ratio", ratio),
-        Route("/reports/retention", retention),
-        Route("/reports/revenue", revenue),
-        Route("/reports/events", event_counts),
-        Route("/api/v1/crm/user-stat/total-user", seed_total_user),
-        Route("/api/v1/crm/daily-stat/active-user", seed_active_user, methods=["POST"]),
+        Route("/reports/daily", read_protected(daily)),
+        Route("/event", read_protected(daily), methods=["GET"]),  # seed 001
+        Route("/event/", read_protected(daily), methods=["GET"]),
+        Route("/analytics/daily", read_protected(daily)),  # seed 002
+        Route("/reports/active-users", read_protected(active_users)),
+        Route("/reports/total-users", read_protected(total_users)),
+        Route("/reports/funnel", read_protected(funnel)),
+        Route("/reports/ratio", read_protected(ratio)),
+        Route("/reports/retention", read_protected(retention)),
+        Route("/reports/revenue", read_protected(revenue)),
+        Route("/reports/events", read_protected(event_counts)),
+        Route("/api/v1/crm/user-stat/total-user", read_protected(seed_total_user)),
+        Route("/api/v1/crm/daily-stat/active-user", read_protected(seed_active_user), methods=["POST"]),
     ]

@@ -32,9 +32,9 @@ def test_rows_before_and_after_the_rollups_migration_are_each_counted_once(make_
     client = db.connect(settings)
     client.command("INSERT INTO events_buffer FORMAT JSONEachRow", data=encode_rows(rows))
 
-    # The server starts, migrates to 004 (flushing the Buffer, then backfilling), takes the rest.
+    # The server starts, migrates to 004 and on (flushing the Buffer, then backfilling), takes the rest.
     with TestClient(create_app(settings)) as api:
-        assert client.command("SELECT max(version) FROM schema_migrations") == 4
+        assert client.command("SELECT max(version) FROM schema_migrations") == len(db.migration_files())
         for n in range(0, len(after), 50):
             assert api.post("/events", json=after[n:n + 50]).status_code == 202
         db.flush_buffer_table(client)

@@ -1,0 +1,89 @@
+"""Optional keys: write keys per `app_id` on the ingest routes, one read token on the report and
+SQL routes. A key comes as `Authorization: Bearer <key>` or in `X-Write-Key` / `X-Read-Token`.
+
+Keys are compared in constant time (hmac.compare_digest against every configured key, so the
+time taken says nothing about which one nearly matched) and never logged or echoed. With none
+configured the server is open, and says so in its start-up log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from server.config import ConfigError
+from server.errors import FieldError, Forbidden, Unauthorized
+
+ANY_APP = "*"
+
+
+@dataclass(frozen=True)
+class Keys:
+    write: tuple[tuple[str, bytes], ...] = ()  # (app_id or "*", key)
+    read: bytes = b""
+
+    @classmethod
+    def parse(cls, write_keys: str, read_token: str) -> "Keys":
+        """WRITE_KEYS is `app_id:key,app_id:key` (`*:key` for any app); READ_TOKEN one token."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in write_keys.split(","))):
+            app_id, sep, key = item.partition(":")
+            if not sep or not app_id.strip() or len(key.strip()) < 8:
+                raise ConfigError("WRITE_KEYS entries must be app_id:key with a key of at least 8 characters "
+                                  f"(entry {len(pairs) + 1} is not)")
+            pairs.append((app_id.strip(), key.strip().encode()))
+        if read_token and len(read_token) < 8:
+            raise ConfigError("READ_TOKEN must be at least 8 characters")
+        return cls(tuple(pairs), read_token.encode())
+
+    @property
+    def open_for_writes(self) -> bool:
+        return not self.write
+
+    @property
+    def open_for_reads(self) -> bool:
+        return not self.read
+
+
+def _presented(request: Request, header: str) -> bytes | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip().encode()
+    value = request.headers.get(header, "").strip()
+    return value.encode() if value else None
+
+
+def write_apps(request: Request, keys: Keys) -> frozenset[str] | None:
+    """The app_ids this request may write (None: no keys configured, any app). Raises 401."""
+    if keys.open_for_writes:
+        return None
+    presented = _presented(request, "x-write-key")
+    if presented is None:
+        raise Unauthorized("a write key is required: send Authorization: Bearer <key> or X-Write-Key", "authorization")
+    apps = {app for app, key in keys.write if hmac.compare_digest(presented, key)}  # every key compared
+    if not apps:
+        raise Unauthorized("the write key is not valid", "authorization")
+    return frozenset(apps)
+
+
+def check_apps(rows: list[dict], apps: frozenset[str] | None) -> None:
+    """Every event's app_id must belong to the key (403 naming each event that does not)."""
+    if apps is None or ANY_APP in apps:
+        return
+    errors = [FieldError(i, "app_id", f"the write key is not valid for app_id {row.get('app_id', '')!r}")
+              for i, row in enumerate(rows) if row.get("app_id", "") not in apps]
+    if errors:
+        raise Forbidden(f"{len(errors)} event(s) belong to an app this key may not write; nothing was stored", errors)
+
+
+def require_read(request: Request, keys: Keys) -> None:
+    if keys.open_for_reads:
+        return
+    presented = _presented(request, "x-read-token")
+    if presented is None:
+        raise Unauthorized("a read token is required: send Authorization: Bearer <token> or X-Read-Token", "authorization")
+    if not hmac.compare_digest(presented, keys.read):
+        raise Unauthorized("the read token is not valid", "authorization")

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
-from server import db
+from server import db, openapi
 from server.auth import Keys
 from server.config import Settings
 from server.errors import first_line, install_error_handlers
@@ -34,6 +34,7 @@ from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
 from server.reports import routes as report_routes
 from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from server.openapi import openapi_endpoint
 from server.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -134,12 +135,14 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            Route("/openapi.json", openapi_endpoint),
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.metrics = metrics
     app.state.keys = keys
+    app.state.openapi = openapi.document()
     app.state.settings = settings
     install_error_handlers(app)
     return app

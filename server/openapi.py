@@ -1,0 +1,130 @@
+"""GET /openapi.json: every route the server has, described for clients and for fuzzing
+(tests/test_fuzz.py runs schemathesis against this document). A test checks that every route of
+the app appears here, so a new route cannot be left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.responses import json_response
+
+SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+EVENT = {
+    "type": "object",
+    "description": "One event. Required: dt (ISO 8601, epoch seconds or ms), event, user_id; aliases of "
+                   "the seed clients are accepted (see README). Unknown scalar fields go to props.",
+    "properties": {
+        "dt": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+        "event": {"type": "string"}, "user_id": {"type": "string"}, "session_id": {"type": "string"},
+        "event_id": {"type": "string", "format": "uuid"}, "screen": {"type": "string"},
+        "elem": {"type": "string"}, "amount": {"type": "integer"}, "app_id": {"type": "string"},
+        "type": {"type": "string"}, "country": {"type": "string"}, "region": {"type": "string"},
+        "city": {"type": "string"},
+        "props": {"type": "object", "additionalProperties": SCALAR},
+    },
+    "additionalProperties": SCALAR,
+}
+ERROR = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}}}}},
+}
+JSON_ANSWER = {"content": {"application/json": {"schema": {"type": ["object", "array"]}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {400: "bad body", 401: "missing or wrong key", 403: "key not valid for an event's app_id",
+               408: "body too slow", 413: "body or event count over the limit", 415: "content type not taken",
+               422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
+    return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def _ingest(summary: str) -> dict[str, Any]:
+    body = {"oneOf": [EVENT, {"type": "array", "items": EVENT}]}
+    return {"post": {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": body},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "text/plain": {"schema": {"type": "string"}},
+        }},
+        "responses": {"202": {"description": "stored (or spooled during an outage)", **JSON_ANSWER},
+                      **_errors(400, 401, 403, 408, 413, 415, 422, 503)},
+    }}
+
+
+def _param(name: str, description: str, required: bool = False, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
+RANGE = [
+    _param("from", "first day, YYYY-MM-DD (default: 29 days before to)"),
+    _param("to", "last day, YYYY-MM-DD (default: today)"),
+    _param("tz", "IANA time zone of the days (default UTC)"),
+    _param("app_id", "only this app"), _param("country", "only this country"), _param("event", "only this event's users"),
+]
+
+
+def _report(summary: str, *extra: dict[str, Any], method: str = "get") -> dict[str, Any]:
+    return {method: {"summary": summary, "parameters": [*RANGE, *extra],
+                     "responses": {"200": {"description": "the report", **JSON_ANSWER}, **_errors(401, 422, 503)}}}
+
+
+def document() -> dict[str, Any]:
+    ingest = {path: _ingest("Send events") for path in
+              ("/events", "/events/", "/event", "/event/", "/analytics/event", "/analytics/event/")}
+    ingest["/api/v1/event/save"] = _ingest("Seed 000: send events, answered with message_id")
+    activities = {"post": {"summary": "Seed 003: database activity records",
+                           "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                           "responses": {"202": {"description": "stored", **JSON_ANSWER},
+                                         **_errors(400, 401, 408, 413, 415, 422, 503)}}}
+    daily = _report("Active users, new users and session length per day; total users")
+    reports = {
+        "/reports/daily": daily, "/event": {**ingest["/event"], **daily}, "/event/": {**ingest["/event/"], **daily},
+        "/analytics/daily": daily,
+        "/reports/active-users": _report("DAU, WAU, MAU per day"),
+        "/reports/total-users": _report("Users seen up to the end of the range"),
+        "/reports/funnel": _report("Users reaching each step in order within a window",
+                                   _param("steps", "2-10 event names, comma-separated", True),
+                                   _param("window", "seconds, 1 to 2592000 (default 3600)")),
+        "/reports/ratio": _report("Mean per-user ratio of two events' counts per day",
+                                  _param("numerator", "event name", True), _param("denominator", "event name", True)),
+        "/reports/retention": _report("Cohorts by first day or week and how many came back",
+                                      _param("period", "day or week", enum=["day", "week"])),
+        "/reports/revenue": _report("Revenue and paying users per day"),
+        "/reports/events": _report("Events per hour and name"),
+        "/api/v1/crm/user-stat/total-user": _report("Seed 000: total users"),
+        "/api/v1/crm/daily-stat/active-user": {"post": {
+            "summary": "Seed 000: active users per day (JSON body with from/to)",
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "the report", **JSON_ANSWER}, **_errors(400, 401, 408, 413, 415, 422, 503)}}},
+    }
+    ops = {
+        "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok", **JSON_ANSWER}}}},
+        "/readyz": {"get": {"summary": "Schema up to date and ClickHouse answering; queue and spool depth",
+                            "responses": {"200": {"description": "ready", **JSON_ANSWER}, **_errors(503)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
+    }
+    paths = {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities, **reports, **ops}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "analytics-api", "version": "0.1.0",
+                 "description": "Event ingest into ClickHouse, and reports from it. Every error is "
+                                "{\"error\": {\"code\", \"message\", \"field\"?}}."},
+        "components": {"securitySchemes": {
+            "writeKey": {"type": "http", "scheme": "bearer", "description": "WRITE_KEYS (or header X-Write-Key)"},
+            "readToken": {"type": "http", "scheme": "bearer", "description": "READ_TOKEN (or header X-Read-Token)"}}},
+        "paths": paths,
+    }
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return json_response(request.app.state.openapi)

@@ -1,0 +1,101 @@
+"""Fuzzing: schemathesis generates requests for every operation of /openapi.json and sends them
+to a real server process; hypothesis throws arbitrary bytes, content types and nesting at the
+body parser. Never a 5xx, never an undocumented status, never a half-stored batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings, strategies as st
+from starlette.routing import Route
+
+from server import openapi
+from server.app import create_app
+from server.config import Settings
+from tests.servers import count_in_events, free_port, start_server
+
+SCHEMA = schemathesis.openapi.from_dict(openapi.document())
+
+
+def test_the_document_describes_every_route_and_method():
+    app = create_app(Settings.from_env({}, clickhouse_url="chdb:///nonexistent"))
+    paths = openapi.document()["paths"]
+    for route in app.routes:
+        assert isinstance(route, Route)
+        assert route.path in paths, f"{route.path} is missing from /openapi.json"
+        methods = {m.lower() for m in route.methods or []} - {"head"}
+        assert methods <= set(paths[route.path]), f"{route.path}: {methods - set(paths[route.path])} undocumented"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("fuzz")
+    port = free_port()
+    process = start_server(data, port, BODY_TIMEOUT_SECONDS="5")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=60)
+
+
+@SCHEMA.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_generated_request_gets_a_5xx_or_an_undocumented_status(server, case):
+    response = case.call(base_url=server, timeout=30)
+    assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+    documented = set(case.operation.definition.raw["responses"])
+    if case.method.lower() != case.operation.method.lower():
+        documented.add("405")  # schemathesis also tries methods the route does not take
+    assert str(response.status_code) in documented, f"{case.method} {case.path}: {response.status_code} undocumented"
+    if response.status_code >= 400:
+        assert response.json()["error"]["message"]
+
+
+CONTENT_TYPES = st.sampled_from([
+    "application/json", "application/x-ndjson", "application/x-www-form-urlencoded", "text/plain",
+    "multipart/form-data; boundary=b", "application/xml", "", "application/json; charset=latin-1",
+])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=40,
+)
+EVENT_LIKE = st.fixed_dictionaries(
+    {"dt": st.one_of(st.just("2025-01-01T00:00:00Z"), st.integers(), st.text(max_size=20)),
+     "event": st.one_of(st.just("view"), st.text(max_size=5), st.integers()),
+     "user_id": st.one_of(st.just("u"), st.text(max_size=5), st.none())},
+    optional={"amount": JSON_VALUES, "props": JSON_VALUES, "event_id": st.text(max_size=40)})
+BODIES = st.one_of(
+    st.binary(max_size=2000),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    st.lists(EVENT_LIKE, min_size=1, max_size=20).map(lambda v: json.dumps(v).encode()),
+    st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth),
+)
+
+
+@pytest.fixture(scope="module")
+def parser_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("parser")
+    port = free_port()
+    process = start_server(data, port)
+    sent = {"stored": 0}
+    yield f"http://127.0.0.1:{port}/events", sent
+    process.terminate()
+    process.wait(timeout=60)
+    # After the run: exactly the events the server acknowledged are stored (no half-batches).
+    assert count_in_events(data) == sent["stored"]
+
+
+@given(body=BODIES, content_type=CONTENT_TYPES)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_body_gets_2xx_or_4xx_and_is_stored_whole_or_not_at_all(parser_server, body, content_type):
+    import httpx
+
+    url, sent = parser_server
+    response = httpx.post(url, content=body, headers={"Content-Type": content_type} if content_type else {}, timeout=30)
+    assert response.status_code == 202 or 400 <= response.status_code < 500, response.text[:300]
+    if response.status_code == 202:
+        sent["stored"] += response.json()["accepted"]
+    else:
+        assert response.json()["error"]["message"]

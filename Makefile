@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate seed-demo bench profile soak bench-reports loadtest clean
+.PHONY: run test chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -53,8 +53,14 @@ loadtest: $(STAMP)
 bench-reports: $(STAMP)
 	$(BIN)/python -m loadgen.bench_reports --events $(or $(EVENTS),10000000)
 
-test: $(STAMP)
+# Chromium for the browser tests comes from Debian's package (Playwright cannot download
+# browsers here); when it cannot be installed, those tests are reported as skipped.
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "Chromium could not be installed: the browser tests will be skipped"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
-from server import db, openapi
+from server import db, openapi, sql, web
 from server.auth import Keys
 from server.config import Settings
 from server.errors import first_line, install_error_handlers
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         query_client = db.connect(settings)
         dedup_client = db.connect(settings)
         replay_client = db.connect(settings, client_settings=db.INSERT_SETTINGS)
+        app.state.sql_client = sql.connect_readonly(settings)
         spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes)
         batcher = Batcher(
             EventWriter(writer_clients, settings.insert_table).insert,
@@ -123,7 +124,8 @@ def create_app(settings: Settings) -> Starlette:
                 await asyncio.to_thread(db.flush_buffer_table, query_client)
             except Exception as exc:  # ClickHouse refuses (an outage): what the Buffer holds is at risk
                 log.error("could not flush events_buffer into events at stop: %s", first_line(exc))
-            for client in [*writer_clients, activity_client, query_client, dedup_client, replay_client]:
+            for client in [*writer_clients, activity_client, query_client, dedup_client, replay_client,
+                           app.state.sql_client]:
                 client.close()
             metrics.close()
             log.info("stopped: batcher drained and events_buffer flushed into events")
@@ -132,6 +134,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *ingest_routes.routes(),
             *report_routes.routes(),
+            *sql.routes(),
+            *web.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -69,6 +69,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "1073741824",
         "Outage spool bound; when full, requests that would be spooled get 503 with Retry-After.",
     ),
+    "SQL_TIMEOUT_SECONDS": ("10", "SQL console (`POST /sql`): ClickHouse's `max_execution_time` for a query."),
+    "SQL_MAX_ROWS": ("1000", "SQL console: most rows returned; the answer says when it was cut."),
     "MAX_BODY_BYTES": ("1048576", "Largest request body, after gzip decoding; larger gets 413."),
     "MAX_EVENTS_PER_REQUEST": ("10000", "Most events in one request; more gets 413."),
     "MAX_STRING_LENGTH": ("1024", "Longest string field or property value, in characters; longer gets 422."),
@@ -122,6 +124,8 @@ class Settings:
     body_timeout_seconds: float = 10.0
     spool_dir: str = ""
     spool_max_bytes: int = 1_073_741_824
+    sql_timeout_seconds: int = 10
+    sql_max_rows: int = 1000
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
     max_string_length: int = 1024
@@ -168,7 +172,7 @@ class Settings:
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         positive = [
-            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "sql_timeout_seconds", "sql_max_rows", "max_body_bytes", "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
             "buffer_max_rows", "buffer_max_bytes",
         ]

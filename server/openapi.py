@@ -37,7 +37,7 @@ JSON_ANSWER = {"content": {"application/json": {"schema": {"type": ["object", "a
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {400: "bad body", 401: "missing or wrong key", 403: "key not valid for an event's app_id",
+    reasons = {404: "no such file", 400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key", 403: "key not valid for an event's app_id",
                408: "body too slow", 413: "body or event count over the limit", 415: "content type not taken",
                422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
@@ -111,6 +111,19 @@ def document() -> dict[str, Any]:
                             "responses": {"200": {"description": "ready", **JSON_ANSWER}, **_errors(503)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/": {"get": {"summary": "The built-in page: Live, Reports, SQL", "responses": {"200": {
+            "description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/static/{name}": {"get": {"summary": "The page's files", "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file", "content": {"*/*": {"schema": {"type": "string"}}}},
+                          **_errors(404)}}},
+        "/sql": {"post": {
+            "summary": "Run read-only SQL (readonly=1, time and row limits)",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}},
+                "text/plain": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "columns, types, rows, truncated, elapsed_ms", **JSON_ANSWER},
+                          **_errors(400, 401, 408, 413, 415)}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
     }
     paths = {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities, **reports, **ops}

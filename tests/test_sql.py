@@ -1,0 +1,71 @@
+"""POST /sql, the console's back end: reads work, and ClickHouse itself (readonly=1) refuses
+writes, setting changes and file access; time and row limits hold."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+
+
+def sql(api, text: str, **headers: str):
+    return api.post("/sql", json={"sql": text}, headers=headers)
+
+
+def test_a_select_answers_columns_types_and_rows(api):
+    assert api.post("/events", json={"dt": 1735689600, "event": "view", "user_id": "u1"}).status_code == 202
+    answer = sql(api, "SELECT event, count() AS n FROM events_buffer GROUP BY event").json()
+    assert answer["columns"] == ["event", "n"]
+    assert answer["types"] == ["LowCardinality(String)", "UInt64"]
+    assert answer["rows"] == [["view", 1]] and answer["truncated"] is False
+    assert api.post("/sql", content=b"SELECT 1 AS one", headers={"Content-Type": "text/plain"}).json()["rows"] == [[1]]
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO events (dt, event, user_id) VALUES (now(), 'x', 'y')",
+    "CREATE TABLE t (x UInt8) ENGINE = Memory",
+    "DROP TABLE events",
+    "ALTER TABLE events DELETE WHERE 1",
+    "SET readonly = 0",
+    "SELECT 1 SETTINGS max_execution_time = 1000",
+    "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+    "SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')",
+])
+def test_clickhouse_refuses_what_is_not_a_read(api, ch, statement):
+    response = sql(api, statement)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "sql_error" and error["field"] == "sql"
+    assert "readonly" in error["message"].lower()
+    assert ch.command("SELECT count() FROM events_buffer") == 0
+    assert ch.command("EXISTS TABLE events") == 1
+
+
+def test_rows_are_cut_at_the_limit_and_the_answer_says_so(make_settings):
+    with TestClient(create_app(make_settings(sql_max_rows=100))) as api:
+        answer = sql(api, "SELECT number FROM numbers(100000)").json()
+        assert len(answer["rows"]) == 100 and answer["truncated"] is True
+        assert sql(api, "SELECT number FROM numbers(100)").json()["truncated"] is False
+
+
+def test_a_query_over_the_time_limit_is_stopped(make_settings):
+    with TestClient(create_app(make_settings(sql_timeout_seconds=1))) as api:
+        response = sql(api, "SELECT count() FROM numbers(1000000000000) WHERE cityHash64(number) = 0")
+        assert response.status_code == 400
+        # ClickHouse stops it at the limit, or refuses it sooner from its speed estimate.
+        message = response.json()["error"]["message"]
+        assert "TIMEOUT_EXCEEDED" in message or "TOO_SLOW" in message, message
+
+
+def test_bad_requests_and_sql_errors_are_clear(api):
+    assert api.post("/sql", json={"query": "SELECT 1"}).json()["error"]["field"] == "sql"
+    assert api.post("/sql", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    unknown = sql(api, "SELECT * FROM no_such_table").json()["error"]
+    assert "UNKNOWN_TABLE" in unknown["message"] and "\n" not in unknown["message"]
+
+
+def test_the_console_needs_the_read_token(make_settings):
+    with TestClient(create_app(make_settings(read_token="read-token-0123"))) as api:
+        assert sql(api, "SELECT 1").status_code == 401
+        assert sql(api, "SELECT 1", **{"X-Read-Token": "read-token-0123"}).status_code == 200

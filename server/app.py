@@ -53,7 +53,7 @@ async def readyz(request: Request) -> Response:
     if pending:
         names = [f"{m.version:03d}_{m.name}" for m in pending]
         return json_response({"status": "unavailable", "reason": "migrations pending", "pending": names}, 503)
-    records, size = await asyncio.to_thread(state.ingest.spool.depth)
+    records, size = state.ingest.spool.depth()
     return json_response({"status": "ready", "queued_rows": state.ingest.batcher.queued_rows,
                           "spool": {"records": records, "bytes": size}})
 

@@ -38,13 +38,13 @@ async def replay_spool(spool: Spool, store: Replayer, metrics: Metrics, every_se
     """At start and then every second: replay what the spool holds, oldest first."""
     while True:
         try:
-            records, size = await asyncio.to_thread(spool.depth)
-            if records:
+            records, size = spool.depth()
+            if records or size:  # size alone: a segment holding only a torn record, to delete
                 replayed = await asyncio.to_thread(spool.replay, store)
                 log.info("outage spool: %d batch(es) replayed into ClickHouse", replayed)
         except Exception as exc:  # ClickHouse still refuses: the records stay, try again later
             log.warning("outage spool: replay stopped, will retry: %s", first_line(exc))
-        records, size = await asyncio.to_thread(spool.depth)
+        records, size = spool.depth()
         metrics.spool_records.set(records)
         metrics.spool_bytes.set(size)
         await asyncio.sleep(every_seconds)

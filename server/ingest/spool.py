@@ -39,23 +39,23 @@ class Spool:
         self._lock = threading.Lock()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._current: Path | None = None  # a segment this process appends to; a new one after start
+        # The depth, kept as records come and go (read from the files once, at start).
+        segments = self._segments()
+        self._records = sum(1 for segment in segments for _ in read_records(segment))
+        self._bytes = sum(segment.stat().st_size for segment in segments)
 
     def _segments(self) -> list[Path]:
         return sorted(self.directory.glob("spool-*.log"))
 
     def depth(self) -> tuple[int, int]:
-        """(records, bytes) waiting; records are counted by reading headers."""
+        """(records, bytes) waiting."""
         with self._lock:
-            segments = self._segments()
-            return sum(1 for s in segments for _ in read_records(s)), sum(s.stat().st_size for s in segments)
-
-    def size_bytes(self) -> int:
-        return sum(s.stat().st_size for s in self._segments())
+            return self._records, self._bytes
 
     def append(self, payload: bytes) -> None:
         record = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self._lock:
-            if self.size_bytes() + len(record) > self.max_bytes:
+            if self._bytes + len(record) > self.max_bytes:
                 raise SpoolFull(f"the outage spool holds {self.max_bytes:,} bytes already")
             if self._current is None or self._current.stat().st_size + len(record) > SEGMENT_BYTES:
                 self._current = self._new_segment()
@@ -63,6 +63,8 @@ class Spool:
                 f.write(record)
                 f.flush()
                 os.fsync(f.fileno())
+            self._records += 1
+            self._bytes += len(record)
 
     def _new_segment(self) -> Path:
         segments = self._segments()
@@ -84,11 +86,15 @@ class Spool:
             segments = self._segments()
         stored = 0
         for segment in segments:
+            records = 0
             for payload in read_records(segment):
                 store(payload)
-                stored += 1
+                records += 1
             with self._lock:
+                self._bytes -= segment.stat().st_size
+                self._records -= records
                 segment.unlink()
+            stored += records
         return stored
 
 

@@ -44,6 +44,17 @@ def query(settings, sql: str) -> list[tuple]:
         client.close()
 
 
+class Outage:
+    """ClickHouse refusing every insert, for real: events_buffer renamed away until end()."""
+
+    def __init__(self, settings):
+        self.admin = db.connect(settings)
+        self.admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+
+    def end(self) -> None:
+        self.admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+
+
 def metric(app, name: str) -> float:
     text = app.state.metrics.render().body.decode()
     for family in text_string_to_metric_families(text):
@@ -91,11 +102,9 @@ def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_sett
 
     async def scenario():
         async with running(app) as client:
-            admin = db.connect(settings)
-            admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+            outage = Outage(settings)
             failed = await asyncio.gather(*(client.post("/events", json=events(n, 10)) for n in range(20)))
-            admin.command("RENAME TABLE events_buffer_away TO events_buffer")
-            admin.close()
+            outage.end()
             ok = await client.post("/events", json=events(99, 7))
             return failed, ok
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from server import db
 from server.app import create_app
 from server.ingest.spool import read_records
-from tests.ingest.test_batcher import events, metric, query, running
+from tests.ingest.test_batcher import Outage, events, metric, query, running
 
 
 async def wait_until(condition, seconds: float = 30.0) -> None:
@@ -26,14 +26,12 @@ def test_events_acknowledged_during_an_outage_are_spooled_and_replayed_exactly_o
 
     async def scenario():
         async with running(app) as client:
-            admin = db.connect(settings)
-            admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+            outage = Outage(settings)
             during = await asyncio.gather(*(client.post("/events", json=events(n, 10)) for n in range(20)))
             ready = (await client.get("/readyz")).json()
-            admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+            outage.end()
             await wait_until(lambda: metric(app, "events_replayed_total") == 200)
             after = await client.post("/events", json=events(99, 7))
-            admin.close()
             return during, ready, after
 
     during, ready, after = asyncio.run(scenario())
@@ -54,20 +52,20 @@ def test_a_spool_left_by_a_stopped_server_is_replayed_by_the_next_one_without_do
 
     async def outage():
         async with running(first) as client:
-            admin = db.connect(settings)
-            admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+            still_refusing = Outage(settings)
             responses = [await client.post("/events", json=events(n, 5)) for n in range(4)]
             # The server stops while ClickHouse still refuses: the spool stays on disk.
-            return responses, admin
+            return responses, still_refusing
 
-    responses, admin = asyncio.run(outage())
+    responses, still_refusing = asyncio.run(outage())
     assert all(r.json().get("spooled") for r in responses)
     spool_dir = Path(settings.spool_dir)
     [segment] = spool_dir.glob("spool-*.log")
     payloads = list(read_records(segment))
     assert len(payloads) == 4
     # A crash during a later replay: one record's rows already stored. The replay must skip them.
-    admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+    still_refusing.end()
+    admin = still_refusing.admin
     admin.command("INSERT INTO events FORMAT JSONEachRow", data=payloads[0])
     # And a torn record at the end (a crash mid-append: never acknowledged).
     with open(segment, "ab") as f:

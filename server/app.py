@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-
 from server import db, openapi, sql, web
 from server.auth import Keys
 from server.config import Settings

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from server.config import ConfigError
 from server.errors import FieldError, Forbidden, Unauthorized
@@ -87,3 +89,13 @@ def require_read(request: Request, keys: Keys) -> None:
         raise Unauthorized("a read token is required: send Authorization: Bearer <token> or X-Read-Token", "authorization")
     if not hmac.compare_digest(presented, keys.read):
         raise Unauthorized("the read token is not valid", "authorization")
+
+
+def read_protected(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The read token, when one is configured, before anything else (401 otherwise)."""
+
+    async def guarded(request: Request) -> Response:
+        require_read(request, request.app.state.keys)
+        return await endpoint(request)
+
+    return guarded

@@ -172,7 +172,8 @@ class Settings:
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         positive = [
-            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "sql_timeout_seconds", "sql_max_rows", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "sql_timeout_seconds",
+            "sql_max_rows", "max_body_bytes", "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
             "buffer_max_rows", "buffer_max_bytes",
         ]

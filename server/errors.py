@@ -29,6 +29,7 @@ class FieldError(NamedTuple):
 class ApiError(Exception):
     status = 400
     code = "bad_request"
+    errors: list[FieldError] = []  # per-event field errors, listed in the body when there are any
 
     def __init__(self, message: str, field: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -40,6 +41,8 @@ class ApiError(Exception):
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             error["field"] = self.field
+        if self.errors:
+            error["errors"] = [e._asdict() for e in self.errors]
         return {"error": error}
 
 
@@ -72,11 +75,6 @@ class ValidationFailed(ApiError):
         super().__init__(f"{bad_events} event(s) failed validation; nothing was stored")
         self.errors = errors
 
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        body["error"]["errors"] = [e._asdict() for e in self.errors]
-        return body
-
 
 class Unauthorized(ApiError):
     status = 401
@@ -93,11 +91,6 @@ class Forbidden(ApiError):
     def __init__(self, message: str, errors: list[FieldError]):
         super().__init__(message, field=errors[0].field if errors else None)
         self.errors = errors
-
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        body["error"]["errors"] = [e._asdict() for e in self.errors]
-        return body
 
 
 class Unavailable(ApiError):

@@ -37,8 +37,8 @@ JSON_ANSWER = {"content": {"application/json": {"schema": {"type": ["object", "a
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {404: "no such file", 400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key", 403: "key not valid for an event's app_id",
-               408: "body too slow", 413: "body or event count over the limit", 415: "content type not taken",
+    reasons = {400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key",
+               403: "key not valid for an event's app_id", 404: "no such file", 408: "body too slow", 413: "body or event count over the limit", 415: "content type not taken",
                422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import db
-from server.auth import require_read
+from server.auth import read_protected
 from server.config import Settings
 from server.errors import ApiError, BadBody, first_line
 from server.ingest.routes import read_decoded_body
@@ -59,7 +59,6 @@ def run(client: Client, sql: str, max_rows: int) -> dict[str, Any]:
 
 
 async def post_sql(request: Request) -> Response:
-    require_read(request, request.app.state.keys)
     body = await read_decoded_body(request, MAX_SQL_BYTES)
     if (request.headers.get("content-type") or "").startswith("application/json"):
         try:
@@ -81,4 +80,4 @@ async def post_sql(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    return [Route("/sql", post_sql, methods=["POST"])]
+    return [Route("/sql", read_protected(post_sql), methods=["POST"])]

@@ -124,8 +124,7 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
         claim = await ingest.dedup.claim(rows)
         try:
             if with_event_ids:
-                for row in claim.rows:
-                    row.setdefault("event_id", str(uuid.uuid4()))
+                give_event_ids(claim.rows)
             spooled = await _submit(ingest, claim.rows) if claim.rows else False
         finally:
             claim.release()
@@ -137,6 +136,12 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     if claim.duplicates:
         ingest.metrics.events_duplicate.inc(claim.duplicates)
     return Stored(claim.rows, claim.duplicates, spooled)
+
+
+def give_event_ids(rows: list[dict]) -> None:
+    """An event_id for every row without one (the others keep the client's)."""
+    for row in rows:
+        row.setdefault("event_id", str(uuid.uuid4()))
 
 
 async def _submit(ingest: Ingest, rows: list[dict]) -> bool:
@@ -152,8 +157,7 @@ async def _submit(ingest: Ingest, rows: list[dict]) -> bool:
         raise Unavailable("the server is shutting down; retry later") from None
     # ClickHouse refused or cannot be reached: keep the rows on local disk, fsync'd, and replay
     # them later. Each gets an event_id now so that replays can never store it twice.
-    for row in rows:
-        row.setdefault("event_id", str(uuid.uuid4()))
+    give_event_ids(rows)
     try:
         await asyncio.to_thread(ingest.spool.append, encode_rows(rows))
     except SpoolFull as full:

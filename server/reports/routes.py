@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta, timezone
-from typing import Awaitable, Callable, TypeVar
+from typing import Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import require_read
+from server.auth import read_protected
 from server.errors import ApiError, BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
 from server.ingest.routes import read_decoded_body
@@ -178,16 +178,6 @@ async def seed_active_user(request: Request) -> Response:
     report = ReportRange(day, day, tz)
     active = await _run(request, queries.active_users, report)
     return json_response({"distinct_user": active.get(day, (0, 0, 0))[0]})
-
-
-def read_protected(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """The read token, when one is configured, before anything else (401 otherwise)."""
-
-    async def guarded(request: Request) -> Response:
-        require_read(request, request.app.state.keys)
-        return await endpoint(request)
-
-    return guarded
 
 
 def routes() -> list[Route]:

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
+
+from clickhouse_connect.driver.client import Client
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import db, openapi, sql, web
+from server import clickhouse_http, db, openapi, sql, web
 from server.auth import Keys
 from server.config import Settings
 from server.errors import first_line, install_error_handlers
@@ -34,6 +36,7 @@ from server.ingest.writer import EventWriter
 from server.reports import routes as report_routes
 from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.openapi import openapi_endpoint
+from server.query_service import QueryService
 from server.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -82,7 +85,12 @@ def create_app(settings: Settings) -> Starlette:
         query_client = db.connect(settings)
         dedup_client = db.connect(settings)
         replay_client = db.connect(settings, client_settings=db.INSERT_SETTINGS)
-        app.state.sql_client = sql.connect_readonly(settings)
+        def readonly_session(client_settings: dict[str, Any]) -> Client:
+            return db.connect(settings, client_settings=client_settings)
+
+        app.state.console = QueryService(readonly_session, sql.console_limits(settings), settings.sql_concurrency)
+        app.state.clickhouse_queries = QueryService(
+            readonly_session, clickhouse_http.http_limits(settings), settings.sql_concurrency)
         spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes)
         batcher = Batcher(
             EventWriter(writer_clients, settings.insert_table).insert,
@@ -123,9 +131,10 @@ def create_app(settings: Settings) -> Starlette:
                 await asyncio.to_thread(db.flush_buffer_table, query_client)
             except Exception as exc:  # ClickHouse refuses (an outage): what the Buffer holds is at risk
                 log.error("could not flush events_buffer into events at stop: %s", first_line(exc))
-            for client in [*writer_clients, activity_client, query_client, dedup_client, replay_client,
-                           app.state.sql_client]:
+            for client in [*writer_clients, activity_client, query_client, dedup_client, replay_client]:
                 client.close()
+            app.state.console.close()
+            app.state.clickhouse_queries.close()
             metrics.close()
             log.info("stopped: batcher drained and events_buffer flushed into events")
 
@@ -134,6 +143,7 @@ def create_app(settings: Settings) -> Starlette:
             *ingest_routes.routes(),
             *report_routes.routes(),
             *sql.routes(),
+            *clickhouse_http.routes(),
             *web.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

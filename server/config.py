@@ -54,7 +54,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "READ_TOKEN": (
         "(unset)",
-        "Token for the report and SQL routes. Unset: they are open (logged at start).",
+        "Token for the report and SQL routes, and the password of `/clickhouse/`. Unset: they are open "
+        "(logged at start).",
     ),
     "BODY_TIMEOUT_SECONDS": (
         "10",
@@ -69,8 +70,24 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "1073741824",
         "Outage spool bound; when full, requests that would be spooled get 503 with Retry-After.",
     ),
-    "SQL_TIMEOUT_SECONDS": ("10", "SQL console (`POST /sql`): ClickHouse's `max_execution_time` for a query."),
-    "SQL_MAX_ROWS": ("1000", "SQL console: most rows returned; the answer says when it was cut."),
+    "SQL_TIMEOUT_SECONDS": (
+        "10",
+        "Client SQL (`POST /sql`, `/clickhouse/`): ClickHouse's `max_execution_time` for a query.",
+    ),
+    "SQL_MAX_ROWS": ("1000", "SQL console (`POST /sql`): most rows returned; the answer says when it was cut."),
+    "SQL_MAX_MEMORY_BYTES": (
+        "1000000000",
+        "Client SQL: ClickHouse's `max_memory_usage` for a query; a query that needs more is stopped.",
+    ),
+    "SQL_MAX_RESULT_BYTES": (
+        "100000000",
+        "`/clickhouse/`: ClickHouse's `max_result_bytes`; a larger result is an error, not a cut answer.",
+    ),
+    "SQL_CONCURRENCY": ("2", "Client SQL: queries run at once (per service); more wait their turn."),
+    "CLICKHOUSE_HTTP_USER": (
+        "default",
+        "`/clickhouse/`: the user name ClickHouse clients log in with (the password is READ_TOKEN).",
+    ),
     "MAX_BODY_BYTES": ("1048576", "Largest request body, after gzip decoding; larger gets 413."),
     "MAX_EVENTS_PER_REQUEST": ("10000", "Most events in one request; more gets 413."),
     "MAX_STRING_LENGTH": ("1024", "Longest string field or property value, in characters; longer gets 422."),
@@ -126,6 +143,10 @@ class Settings:
     spool_max_bytes: int = 1_073_741_824
     sql_timeout_seconds: int = 10
     sql_max_rows: int = 1000
+    sql_max_memory_bytes: int = 1_000_000_000
+    sql_max_result_bytes: int = 100_000_000
+    sql_concurrency: int = 2
+    clickhouse_http_user: str = "default"
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
     max_string_length: int = 1024
@@ -173,7 +194,8 @@ class Settings:
         """Reject values that cannot work, naming the variable."""
         positive = [
             "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "sql_timeout_seconds",
-            "sql_max_rows", "max_body_bytes", "max_events_per_request", "max_string_length",
+            "sql_max_rows", "sql_max_memory_bytes", "sql_max_result_bytes", "sql_concurrency", "max_body_bytes",
+            "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
             "buffer_max_rows", "buffer_max_bytes",
         ]

@@ -35,6 +35,12 @@ PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 INSERT_SETTINGS = {"input_format_parallel_parsing": 0}
 
 
+# The embedded engine's paths for files a query may name (file(), executable(), format schemas)
+# point at an empty directory of our own, so that a query the policy missed finds nothing there.
+# (chDB, like clickhouse-local, still reads absolute paths: server/query_policy.py refuses them.)
+CONFINED_PATHS = ("user_files_path", "user_scripts_path", "format_schema_path")
+
+
 def connect(settings: Settings, database: str | None = None, client_settings: dict | None = None) -> Client:
     """A client on the configured target, using `database` (default: the configured one).
 
@@ -46,7 +52,10 @@ def connect(settings: Settings, database: str | None = None, client_settings: di
     if kind == "chdb":
         # The database is passed on its own; left in the DSN's query it is reported as ignored.
         location = settings.clickhouse_url.split("?", 1)[0]
-        return clickhouse_connect.get_client(dsn=location, database=database, settings=client_settings)
+        empty = Path(location.removeprefix("chdb://")) / "confined"
+        empty.mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(dsn=location, database=database, settings=client_settings,
+                                             chdb_options={name: str(empty) for name in CONFINED_PATHS})
     # One HTTP session per client would serialize concurrent inserts on the server side.
     return clickhouse_connect.get_client(
         dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False, settings=client_settings

@@ -33,6 +33,7 @@ ERROR = {
         "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}}}}},
 }
+TEXT = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
 JSON_ANSWER = {"content": {"application/json": {"schema": {"type": ["object", "array"]}}}}
 
 
@@ -105,6 +106,25 @@ def document() -> dict[str, Any]:
             "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {"200": {"description": "the report", **JSON_ANSWER}, **_errors(400, 401, 408, 413, 415, 422, 503)}}},
     }
+    clickhouse_parameters = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("query", "database", "default_format", "query_id", "user", "password")
+    ]
+    clickhouse_answers = {
+        "200": {"description": "the result in the query's format", "content": {"*/*": {"schema": {"type": "string"}}}},
+        **{str(code): {"description": "ClickHouse's error text (Code: N. DB::Exception: …)", **TEXT}
+           for code in (400, 403, 404, 408, 429)},
+        **_errors(413, 415),
+    }
+    clickhouse = {
+        "get": {"summary": "ClickHouse's HTTP interface, read-only (the query in `query`)",
+                "parameters": clickhouse_parameters, "responses": clickhouse_answers},
+        "post": {"summary": "ClickHouse's HTTP interface, read-only (the query in the body and/or `query`)",
+                 "parameters": clickhouse_parameters,
+                 "requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                 "responses": clickhouse_answers},
+        "options": {"summary": "CORS preflight", "responses": {"204": {"description": "allowed"}}},
+    }
     ops = {
         "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok", **JSON_ANSWER}}}},
         "/readyz": {"get": {"summary": "Schema up to date and ClickHouse answering; queue and spool depth",
@@ -124,6 +144,11 @@ def document() -> dict[str, Any]:
                 "text/plain": {"schema": {"type": "string"}}}},
             "responses": {"200": {"description": "columns, types, rows, truncated, elapsed_ms", **JSON_ANSWER},
                           **_errors(400, 401, 408, 413, 415)}}},
+        **{path: clickhouse for path in ("/clickhouse/", "/clickhouse")},
+        "/clickhouse/ping": {"get": {"summary": "ClickHouse's ping: Ok.", "responses": {"200": TEXT}}},
+        "/clickhouse/replicas_status": {"get": {"summary": "ClickHouse's replica check: Ok.", "responses": {"200": TEXT}}},
+        "/play": {"get": {"summary": "The SQL console (ClickHouse's play page is not vendored)",
+                          "responses": {"307": {"description": "to /#sql"}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
     }
     paths = {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities, **reports, **ops}

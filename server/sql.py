@@ -1,61 +1,41 @@
 """POST /sql: the read-only SQL console behind the web page (and the read token).
 
-Queries run on a client of their own whose session has `readonly=1`, so ClickHouse itself
-refuses anything that writes, changes a setting or reads files and URLs; nothing here looks at
-the SQL text. `max_execution_time` bounds the time and `max_result_rows` (with
-`result_overflow_mode=break`) the rows, which are then cut to SQL_MAX_ROWS exactly.
+The query runs through the read-only query service (server/query_service.py): parsed and checked
+by ClickHouse's parser, then run on a `readonly=1` session with time and memory limits and
+`max_result_rows` (with `result_overflow_mode=break`), cut to SQL_MAX_ROWS exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
 import orjson
-from clickhouse_connect.driver.client import Client
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import db
 from server.auth import read_protected
 from server.config import Settings
-from server.errors import ApiError, BadBody, first_line
+from server.errors import ApiError, BadBody
 from server.ingest.routes import read_decoded_body
+from server.query_service import Limits, QueryRefused, QueryService
 
 MAX_SQL_BYTES = 100_000
 
 
 class SqlRefused(ApiError):
-    """ClickHouse did not run the query (syntax, unknown table, readonly, time limit): the
-    analyst's error, shown as ClickHouse worded it."""
+    """The query was refused or ClickHouse did not run it (syntax, unknown table, a write, a
+    file, a limit): the analyst's error, shown as ClickHouse words it."""
 
     status = 400
     code = "sql_error"
 
 
-def connect_readonly(settings: Settings) -> Client:
-    # readonly goes last: once it is set, the session may change no other setting.
-    return db.connect(settings, client_settings={
-        "max_execution_time": settings.sql_timeout_seconds,
-        "max_result_rows": settings.sql_max_rows + 1,
-        "result_overflow_mode": "break",
-        "readonly": 1,
-    })
-
-
-def run(client: Client, sql: str, max_rows: int) -> dict[str, Any]:
-    started = time.perf_counter()
-    result = client.query(sql)
-    rows = result.result_rows
-    return {
-        "columns": list(result.column_names),
-        "types": [t.name for t in result.column_types],
-        "rows": rows[:max_rows],
-        "truncated": len(rows) > max_rows,
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
-    }
+def console_limits(settings: Settings) -> Limits:
+    return Limits(
+        max_execution_time=settings.sql_timeout_seconds,
+        max_memory_usage=settings.sql_max_memory_bytes,
+        max_result_rows=settings.sql_max_rows + 1,
+        result_overflow_mode="break",
+    )
 
 
 async def post_sql(request: Request) -> Response:
@@ -70,13 +50,14 @@ async def post_sql(request: Request) -> Response:
         sql = body.decode("utf-8", errors="replace")
     if not isinstance(sql, str) or not sql.strip():
         raise BadBody('send the query as {"sql": "SELECT …"} or as text/plain', field="sql")
-    state = request.app.state
+    console: QueryService = request.app.state.console
     try:
-        answer = await asyncio.to_thread(run, state.sql_client, sql, state.settings.sql_max_rows)
-    except Exception as exc:
-        raise SqlRefused(first_line(exc, limit=1000), field="sql") from None
+        answer = await console.run_rows(sql, request.app.state.settings.sql_max_rows)
+    except QueryRefused as refused:
+        raise SqlRefused(refused.text.splitlines()[0][:1000], field="sql") from None
     # Dates, UUIDs, decimals, IPs: as text; orjson does the rest natively.
-    return Response(orjson.dumps(answer, default=str, option=orjson.OPT_NON_STR_KEYS), media_type="application/json")
+    return Response(orjson.dumps(answer, default=str, option=orjson.OPT_NON_STR_KEYS),
+                    media_type="application/json")
 
 
 def routes() -> list[Route]:

@@ -5,6 +5,7 @@ server exports."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,8 +59,7 @@ def variable_choices(ch, dashboard) -> list[dict[str, str]]:
     return choices
 
 
-@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
-def test_every_clickhouse_panel_query_runs_on_demo_data(demo, path):
+def run_every_panel(demo, path, run: Callable[[str], list]) -> None:
     dashboard = load(path)
     now = datetime.now(timezone.utc) + timedelta(seconds=1)  # the macros cut to whole seconds
     windows = [TimeRange(now - timedelta(days=30), now, 3600), TimeRange(now - timedelta(minutes=15), now, 5)]
@@ -68,7 +68,7 @@ def test_every_clickhouse_panel_query_runs_on_demo_data(demo, path):
         for window in windows:
             for title, sql in clickhouse_targets(dashboard):
                 try:
-                    rows = demo.query(expand(sql, window, variables)).result_rows
+                    rows = run(expand(sql, window, variables))
                 except Exception as exc:  # collected: every failing panel is named at once
                     failures.append(f"{title} ({variables}, {window.interval_s}s): {str(exc).splitlines()[0]}")
                     continue
@@ -76,6 +76,24 @@ def test_every_clickhouse_panel_query_runs_on_demo_data(demo, path):
                     empty.append(title)
     assert not failures, "\n".join(failures)
     assert not empty, f"panels with no rows over 30 days of demo data: {empty}"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_clickhouse_panel_query_runs_on_demo_data(demo, path):
+    run_every_panel(demo, path, lambda sql: demo.query(sql).result_rows)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_clickhouse_panel_query_runs_through_the_clickhouse_http_interface(demo, api, path):
+    """What Grafana's data source does with protocol HTTP and path /clickhouse on `make run`."""
+
+    def over_http(sql: str) -> list:
+        answer = api.post("/clickhouse/", params={"default_format": "JSONCompact"}, content=sql.encode())
+        if answer.status_code != 200:
+            raise RuntimeError(answer.text)
+        return answer.json()["data"]
+
+    run_every_panel(demo, path, over_http)
 
 
 def test_every_prometheus_panel_metric_is_exported(api):

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
+.PHONY: run test test-slow chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -57,6 +57,10 @@ bench-reports: $(STAMP)
 # browsers here); when it cannot be installed, those tests are reported as skipped.
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The long runs: 25 SIGKILLs under load.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \

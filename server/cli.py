@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from server.app import create_app
 
     # The embedded engine allows one process per data directory: one process, one event loop.
-    uvicorn.run(create_app(settings), **common)
+    uvicorn.run(create_app(settings, freeze_after_start=True), **common)
     return 0
 
 

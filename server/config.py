@@ -8,7 +8,7 @@ against `SETTINGS_DOC` by a test, so the two cannot drift apart.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import parse_qs, urlparse
@@ -24,6 +24,16 @@ def default_clickhouse_url() -> str:
 
 def default_spool_dir() -> str:
     return str(Path.cwd() / "var" / "spool")
+
+
+def default_log_dir(clickhouse_url: str) -> str:
+    """Beside the embedded engine's data directory (`var/wal` next to `var/clickhouse`), one per
+    database; with a ClickHouse server, under the working directory."""
+    kind, database = clickhouse_target(clickhouse_url)
+    if kind == "chdb" and urlparse(clickhouse_url).path.strip("/"):
+        data = Path(urlparse(clickhouse_url).path)
+        return str(data.parent / ("wal" if database == "default" else f"wal-{database}"))
+    return str(Path.cwd() / "var" / "wal")
 
 
 # name -> (default, description). The order is the README's order.
@@ -61,14 +71,40 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "10",
         "Longest time a client may take to send a request body; slower gets 408.",
     ),
+    "ACK": (
+        "(by target)",
+        "When a 202 is sent. `log`: once the events are fdatasync'd in the local write-ahead log "
+        "(LOG_DIR), from which batches go into `events` exactly once; survives SIGKILL and power loss. "
+        "`insert`: once the INSERT into the Buffer table `events_buffer` returned (no local state, for "
+        "stateless replicas in front of a ClickHouse server). Default: `log` on the embedded engine, "
+        "`insert` with a ClickHouse server.",
+    ),
+    "LOG_DIR": (
+        "(beside the data)",
+        "ACK=log: the write-ahead log's directory, locked by one process: `wal` beside the embedded "
+        "data directory (`$PWD/var/wal` by default; `wal-<database>` for another database), "
+        "`$PWD/var/wal` with a ClickHouse server.",
+    ),
+    "LOG_MAX_BYTES": (
+        "1073741824",
+        "ACK=log: most bytes of the log not yet in ClickHouse (an outage fills it); past it requests "
+        "get 503 with Retry-After.",
+    ),
+    "LOG_BATCH_SECONDS": (
+        "1",
+        "ACK=log: how long the consumer gathers rows for one INSERT into `events` while rows arrive "
+        "(reports lag by about this much).",
+    ),
+    "LOG_BATCH_MAX_ROWS": ("50000", "ACK=log: most rows in one INSERT from the log."),
+    "STOP_TIMEOUT_SECONDS": (
+        "10",
+        "At SIGTERM/SIGINT: how long the log's consumer may go on inserting; what is left stays in "
+        "the log for the next start.",
+    ),
     "SPOOL_DIR": (
         "$PWD/var/spool",
-        "Outage spool: batches ClickHouse refused are appended here (fsync'd) and replayed in "
-        "order when inserts work again.",
-    ),
-    "SPOOL_MAX_BYTES": (
-        "1073741824",
-        "Outage spool bound; when full, requests that would be spooled get 503 with Retry-After.",
+        "Where an earlier version kept its outage spool. At start, what a spool there holds is moved "
+        "into the log (ACK=log) or ClickHouse (ACK=insert), each event once, and the files deleted.",
     ),
     "SQL_TIMEOUT_SECONDS": (
         "10",
@@ -94,25 +130,20 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "MAX_PROPS": ("64", "Most properties (`props` plus unknown top-level fields) per event."),
     "MAX_FUTURE_SECONDS": ("86400", "How far ahead of the server clock an event time may be."),
     "MIN_EVENT_YEAR": ("2000", "Events dated before 1 January of this year are rejected."),
-    "BATCH_MAX_ROWS": ("5000", "Group commit: an INSERT is sent once this many rows wait."),
+    "BATCH_MAX_ROWS": ("5000", "ACK=insert, group commit: an INSERT is sent once this many rows wait."),
     "BATCH_MAX_DELAY_MS": (
         "0",
-        "Group commit: how long a batch may wait for more rows while an insert slot is free. "
+        "ACK=insert, group commit: how long a batch may wait for more rows while an insert slot is free. "
         "0 sends at once; rows gather anyway while inserts are in flight.",
     ),
     "INSERT_CONCURRENCY": (
         "1",
-        "Group commit: how many INSERTs may be in flight at once. 1 makes the largest batches "
+        "ACK=insert, group commit: how many INSERTs may be in flight at once. 1 makes the largest batches "
         "(best on the embedded engine); 2-4 hide network latency to a ClickHouse server.",
     ),
     "QUEUE_MAX_ROWS": (
         "200000",
-        "Backpressure: most rows waiting for an insert; past it requests get 503 with Retry-After.",
-    ),
-    "INSERT_TABLE": (
-        "events_buffer",
-        "Table the batcher writes to: `events_buffer` (fast; rows sit in memory up to "
-        "BUFFER_MAX_SECONDS) or `events` (every acknowledged row is on disk).",
+        "ACK=insert, backpressure: most rows waiting for an insert; past it requests get 503 with Retry-After.",
     ),
     "BUFFER_LAYERS": ("1", "Buffer table `num_layers`."),
     "BUFFER_MIN_SECONDS": ("2", "Buffer table `min_time`: flush when all minimums are met."),
@@ -125,7 +156,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "ACCESS_LOG": ("false", "`true` logs a line per request (off by default: it costs throughput)."),
 }
 
-INSERT_TABLES = ("events_buffer", "events")
+ACK_MODES = ("log", "insert")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -139,8 +170,13 @@ class Settings:
     write_keys: str = ""
     read_token: str = ""
     body_timeout_seconds: float = 10.0
+    ack: str = ""
+    log_dir: str = ""
+    log_max_bytes: int = 1_073_741_824
+    log_batch_seconds: float = 1.0
+    log_batch_max_rows: int = 50_000
+    stop_timeout_seconds: float = 10.0
     spool_dir: str = ""
-    spool_max_bytes: int = 1_073_741_824
     sql_timeout_seconds: int = 10
     sql_max_rows: int = 1000
     sql_max_memory_bytes: int = 1_000_000_000
@@ -157,7 +193,6 @@ class Settings:
     batch_max_delay_ms: float = 0.0
     insert_concurrency: int = 1
     queue_max_rows: int = 200_000
-    insert_table: str = "events_buffer"
     buffer_layers: int = 1
     buffer_min_seconds: int = 2
     buffer_max_seconds: int = 10
@@ -184,16 +219,20 @@ class Settings:
                     values[field.name] = default_clickhouse_url()
                 if field.name == "spool_dir":
                     values[field.name] = default_spool_dir()
+                if field.name == "log_dir":
+                    values[field.name] = ""  # filled below, from CLICKHOUSE_URL
                 continue
             values[field.name] = _convert(name, raw, field.default)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
+        if not settings.log_dir:
+            settings = replace(settings, log_dir=default_log_dir(settings.clickhouse_url))
         return settings
 
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         positive = [
-            "port", "web_concurrency", "body_timeout_seconds", "spool_max_bytes", "sql_timeout_seconds",
+            "port", "web_concurrency", "body_timeout_seconds", "log_max_bytes", "log_batch_max_rows", "sql_timeout_seconds",
             "sql_max_rows", "sql_max_memory_bytes", "sql_max_result_bytes", "sql_concurrency", "max_body_bytes",
             "max_events_per_request", "max_string_length",
             "batch_max_rows", "insert_concurrency", "queue_max_rows", "buffer_layers", "buffer_max_seconds",
@@ -203,7 +242,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
         non_negative = [
-            "max_props", "max_future_seconds", "batch_max_delay_ms", "buffer_min_seconds",
+            "max_props", "max_future_seconds", "batch_max_delay_ms", "log_batch_seconds", "stop_timeout_seconds",
+            "buffer_min_seconds",
             "buffer_min_rows", "buffer_min_bytes",
         ]
         for name in non_negative:
@@ -212,8 +252,8 @@ class Settings:
         for low, high in (("min_seconds", "max_seconds"), ("min_rows", "max_rows"), ("min_bytes", "max_bytes")):
             if getattr(self, f"buffer_{low}") > getattr(self, f"buffer_{high}"):
                 raise ConfigError(f"BUFFER_{low.upper()} must not exceed BUFFER_{high.upper()}")
-        if self.insert_table not in INSERT_TABLES:
-            raise ConfigError(f"INSERT_TABLE must be one of {', '.join(INSERT_TABLES)}, got {self.insert_table!r}")
+        if self.ack and self.ack not in ACK_MODES:
+            raise ConfigError(f"ACK must be one of {', '.join(ACK_MODES)}, got {self.ack!r}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if not 1970 <= self.min_event_year <= 9999:
@@ -227,6 +267,16 @@ class Settings:
                 f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "
                 "the embedded engine allows one process per data directory"
             )
+        if self.web_concurrency > 1 and self.ack_mode == "log":
+            raise ConfigError(
+                f"WEB_CONCURRENCY={self.web_concurrency} with ACK=log: one process per log directory; "
+                "run one worker per LOG_DIR, or ACK=insert"
+            )
+
+    @property
+    def ack_mode(self) -> str:
+        """ACK, or its default for the target: `log` on the embedded engine, `insert` with a server."""
+        return self.ack or ("log" if self.embedded else "insert")
 
     @property
     def database(self) -> str:

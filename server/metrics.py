@@ -34,11 +34,15 @@ class Metrics:
         self.insert_seconds = Histogram("insert_duration_seconds", "Latency of one INSERT", buckets=LATENCY_BUCKETS, registry=r)
         self.insert_failures = Counter("insert_failures", "INSERTs that failed", registry=r)
         self.events_duplicate = Counter("events_duplicate", "Events not stored again: their event_id was stored", registry=r)
-        self.events_spooled = Counter("events_spooled", "Events written to the outage spool", registry=r)
-        self.events_replayed = Counter("events_replayed", "Events stored from the outage spool", registry=r)
-        self.spool_bytes = Gauge("spool_bytes", "Bytes waiting in the outage spool", registry=r, multiprocess_mode="livesum")
-        self.spool_records = Gauge("spool_records", "Batches waiting in the outage spool", registry=r,
-                                   multiprocess_mode="livesum")
+        self.events_inserted = Counter("events_inserted", "Events the log's consumer inserted into ClickHouse", registry=r)
+        self.log_write_failures = Counter("log_write_failures", "Writes or syncs of the write-ahead log that failed",
+                                          registry=r)
+        self.log_sync_seconds = Histogram("log_sync_duration_seconds", "One group's write and fdatasync",
+                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.log_group_records = Histogram("log_group_records", "Requests per fdatasync (group commit size)",
+                                           buckets=BATCH_BUCKETS, registry=r)
+        self.log_bytes = Gauge("log_bytes", "Bytes of the write-ahead log not yet inserted into ClickHouse", registry=r,
+                               multiprocess_mode="livesum")
         # livesum: the rows queued in the workers alive now, summed.
         self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r,
                                 multiprocess_mode="livesum")

@@ -39,6 +39,7 @@ def make_settings(chdb_dir: Path):
         database = "t_" + uuid.uuid4().hex[:12]
         url = f"chdb://{chdb_dir}?database={database}"
         overrides.setdefault("spool_dir", str(chdb_dir.parent / "spool" / database))
+        overrides.setdefault("log_dir", str(chdb_dir.parent / "wal" / database))
         settings = Settings.from_env({}, clickhouse_url=url, **overrides)
         made.append(settings)
         return settings
@@ -63,10 +64,23 @@ def settings(make_settings) -> Settings:
     return make_settings()
 
 
+class SettlingClient(TestClient):
+    """Starlette's TestClient that, after a 202, waits until the write-ahead log's consumer has
+    inserted every event acknowledged so far (ACK=log; `Consumer.settle`, the real consumer
+    cutting its gathering short). Tests then read what they sent, as a report would a second later."""
+
+    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().request(*args, **kwargs)
+        pipeline = getattr(self.app.state, "pipeline", None)  # type: ignore[attr-defined]
+        if response.status_code == 202 and pipeline is not None and pipeline.consumer is not None:
+            assert pipeline.consumer.settle(timeout=60), "the log's consumer did not catch up in 60 s"
+        return response
+
+
 @pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient]:
     """The app over real HTTP semantics (Starlette's TestClient), lifespan included."""
-    with TestClient(create_app(settings)) as client:
+    with SettlingClient(create_app(settings)) as client:
         yield client
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,8 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
     environ = {
         **os.environ,
         "CLICKHOUSE_URL": f"chdb://{data_dir}",
+        # The write-ahead log and the old spool's place beside the data, not under the working directory.
+        "LOG_DIR": f"{data_dir}-wal", "SPOOL_DIR": f"{data_dir}-spool",
         # Thresholds no test run reaches: rows stay in the Buffer table until the server flushes it.
         "BUFFER_MIN_SECONDS": "3000", "BUFFER_MAX_SECONDS": "3600",
         **env,
@@ -47,12 +50,26 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
     raise RuntimeError("server did not become ready in 60 s")
 
 
-def count_in_events(data_dir: Path) -> int:
-    """Open the data directory in a fresh process (one chDB engine per process) and count."""
+def query_in_process(data_dir: Path, sql: str) -> list[list]:
+    """Rows of one query, from the data directory opened in a fresh process (one chDB engine
+    per process, so never while a server has it open)."""
     code = (
-        "import clickhouse_connect, sys;"
+        "import clickhouse_connect, orjson, sys;"
         f"c = clickhouse_connect.get_client(dsn='chdb://{data_dir}');"
-        "print(c.command('SELECT count() FROM events'))"
+        "sys.stdout.write(orjson.dumps([list(r) for r in c.query(sys.argv[1]).result_rows], default=str).decode())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, timeout=120, check=True)
+    return orjson.loads(out.stdout.strip().splitlines()[-1])
+
+
+def count_in_events(data_dir: Path) -> int:
+    return int(query_in_process(data_dir, "SELECT count() FROM events")[0][0])
+
+
+def wait_consumed(port: int, seconds: float = 60) -> None:
+    """Until the server's write-ahead log holds nothing not yet in ClickHouse (/readyz)."""
+    deadline = time.monotonic() + seconds
+    while httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json().get("log_bytes"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the log was not consumed in {seconds} s")
+        time.sleep(0.05)

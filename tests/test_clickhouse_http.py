@@ -20,7 +20,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from tests.servers import ROOT, free_port, start_server
+from tests.conftest import SettlingClient
+from tests.servers import ROOT, free_port, start_server, wait_consumed
 
 
 def query(api: TestClient, sql: str, **params: str) -> httpx.Response:
@@ -94,7 +95,7 @@ def test_errors_come_as_clickhouse_sends_them(api):
 
 @pytest.fixture
 def guarded(make_settings) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(read_token="read-token-0123"))) as api:
+    with SettlingClient(create_app(make_settings(read_token="read-token-0123"))) as api:
         yield api
 
 
@@ -132,6 +133,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]
         events = [{"dt": "2025-01-01T10:00:00Z", "event": "pay", "user_id": f"u{i}", "amount": 100 + i,
                    "event_id": str(uuid.UUID(int=i + 1))} for i in range(3)]
         assert httpx.post(f"http://127.0.0.1:{port}/events", json=events).status_code == 202
+        wait_consumed(port)
         yield port, process.pid
     finally:
         process.terminate()
@@ -201,6 +203,7 @@ def test_the_readme_s_curl_examples_work_as_written(tmp_path):
     try:
         assert httpx.post(f"http://127.0.0.1:{port}/events", json={"dt": "2025-01-01T00:00:00Z", "event": "view",
                                                                   "user_id": "u1"}).status_code == 202
+        wait_consumed(port)
         commands = readme_curl_commands()
         assert len(commands) >= 3
         outputs = []

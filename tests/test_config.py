@@ -33,7 +33,7 @@ def test_environment_values_are_converted():
         ({"PORT": "http"}, "PORT"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
         ({"ACCESS_LOG": "maybe"}, "ACCESS_LOG"),
-        ({"INSERT_TABLE": "users"}, "INSERT_TABLE"),
+        ({"ACK": "never"}, "ACK"),
         ({"BUFFER_MIN_ROWS": "10", "BUFFER_MAX_ROWS": "5"}, "BUFFER_MIN_ROWS"),
         ({"CLICKHOUSE_URL": "postgres://x"}, "CLICKHOUSE_URL"),
         ({"CLICKHOUSE_URL": "chdb://relative/path"}, "CLICKHOUSE_URL"),
@@ -59,7 +59,7 @@ def test_documented_defaults_match_the_dataclass():
     defaults = Settings.from_env({})
     for field in fields(Settings):
         documented = SETTINGS_DOC[field.name.upper()][0]
-        if field.name in ("clickhouse_url", "spool_dir"):
+        if field.name in ("clickhouse_url", "spool_dir", "log_dir", "ack"):
             continue
         value = getattr(defaults, field.name)
         if documented == "(unset)":
@@ -67,6 +67,14 @@ def test_documented_defaults_match_the_dataclass():
             continue
         shown = str(value).lower() if isinstance(value, bool) else str(value)
         assert shown == documented or float(shown) == float(documented), field.name
+
+
+def test_ack_defaults_to_the_log_on_the_embedded_engine_and_to_insert_with_a_server():
+    assert Settings.from_env({}).ack_mode == "log"
+    assert Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db"}).ack_mode == "insert"
+    assert Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db", "ACK": "log"}).ack_mode == "log"
+    with pytest.raises(ConfigError, match="ACK=log: one process per log directory"):
+        Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db", "ACK": "log", "WEB_CONCURRENCY": "2"})
 
 
 def test_several_workers_need_a_clickhouse_server():

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
+from tests.conftest import SettlingClient
 from server.config import ConfigError, Settings
 
 WEB_KEY = "web-key-0123456789"
@@ -21,7 +22,7 @@ EVENT = {"dt": "2025-01-01T10:00:00Z", "event": "view", "user_id": "u1", "app_id
 @pytest.fixture
 def locked(make_settings):
     settings = make_settings(write_keys=f"web:{WEB_KEY},*:{ANY_KEY}", read_token=READ)
-    with TestClient(create_app(settings)) as client:
+    with SettlingClient(create_app(settings)) as client:
         yield client
 
 
@@ -67,7 +68,7 @@ def test_reports_need_the_read_token(locked):
 def test_keys_never_reach_the_logs(make_settings, caplog):
     settings = make_settings(write_keys=f"web:{WEB_KEY}", read_token=READ, access_log=True)
     caplog.set_level(logging.DEBUG)
-    with TestClient(create_app(settings)) as client:
+    with SettlingClient(create_app(settings)) as client:
         client.post("/events", json=EVENT, headers={"Authorization": "Bearer leaked-guess-123"})
         client.post("/events", json=EVENT, headers={"Authorization": f"Bearer {WEB_KEY}"})
         client.get("/reports/daily", headers={"X-Read-Token": READ})
@@ -78,7 +79,7 @@ def test_keys_never_reach_the_logs(make_settings, caplog):
 
 def test_with_no_keys_the_server_is_open_and_says_so(settings, caplog):
     caplog.set_level(logging.WARNING)
-    with TestClient(create_app(settings)) as client:
+    with SettlingClient(create_app(settings)) as client:
         assert client.post("/events", json=EVENT).status_code == 202
     messages = [record.getMessage() for record in caplog.records]
     assert any(m.startswith("open for writes") for m in messages)

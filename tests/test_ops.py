@@ -18,7 +18,8 @@ def samples(api) -> dict[tuple, float]:
 
 def test_healthz_and_readyz(api):
     assert api.get("/healthz").json() == {"status": "ok"}
-    assert api.get("/readyz").json() == {"status": "ready", "queued_rows": 0, "spool": {"records": 0, "bytes": 0}}
+    assert api.get("/readyz").json() == {"status": "ready", "ack": "log", "log_bytes": 0, "log_failure": None,
+                                         "insert_failure": None}
 
 
 def test_readyz_is_503_while_a_migration_is_pending(api, ch):
@@ -55,19 +56,18 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
     assert db.migrate(settings) == []
     versions = ch.query("SELECT version, name FROM schema_migrations FINAL ORDER BY version").result_rows
     assert versions == [(1, "events"), (2, "events_buffer"), (3, "activities"), (4, "rollups"),
-                        (5, "event_id_index")]
+                        (5, "event_id_index"), (6, "exactly_once")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):
     from dataclasses import replace
 
-    from starlette.testclient import TestClient
-
     from server.app import create_app
+    from tests.conftest import SettlingClient
 
-    settings = make_settings(buffer_min_seconds=3000, buffer_max_seconds=3600)
+    settings = make_settings(ack="insert", buffer_min_seconds=3000, buffer_max_seconds=3600)
     admin_client = None
-    with TestClient(create_app(settings)) as api:
+    with SettlingClient(create_app(settings)) as api:
         api.post("/events", json={"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u"})
         admin_client = db.connect(settings)
         # Rows sit in the Buffer now; changing its thresholds must flush them first.

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from server import db
 from server.app import create_app
 from server.config import Settings
-from tests.conftest import count_events, drop_databases
+from tests.conftest import SettlingClient, count_events, drop_databases
 
 SECRET = "secret-line-of-the-victim-file"
 
@@ -92,7 +92,7 @@ def served(chdb_dir: Path) -> Iterator[tuple[TestClient, Client]]:
     database = "t_" + uuid.uuid4().hex[:12]
     settings = Settings.from_env({}, clickhouse_url=f"chdb://{chdb_dir}?database={database}",
                                  spool_dir=str(chdb_dir.parent / "spool" / database))
-    with TestClient(create_app(settings)) as api:
+    with SettlingClient(create_app(settings)) as api:
         assert api.post("/events", json={"dt": 1735689600, "event": "view", "user_id": "u1"}).status_code == 202
         client = db.connect(settings)
         yield api, client

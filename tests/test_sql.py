@@ -7,6 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from tests.conftest import SettlingClient
 
 
 def sql(api, text: str, **headers: str):
@@ -38,14 +39,14 @@ def test_a_format_clause_is_explained(api):
 
 
 def test_rows_are_cut_at_the_limit_and_the_answer_says_so(make_settings):
-    with TestClient(create_app(make_settings(sql_max_rows=100))) as api:
+    with SettlingClient(create_app(make_settings(sql_max_rows=100))) as api:
         answer = sql(api, "SELECT number FROM numbers(100000)").json()
         assert len(answer["rows"]) == 100 and answer["truncated"] is True
         assert sql(api, "SELECT number FROM numbers(100)").json()["truncated"] is False
 
 
 def test_a_query_over_the_time_limit_is_stopped(make_settings):
-    with TestClient(create_app(make_settings(sql_timeout_seconds=1))) as api:
+    with SettlingClient(create_app(make_settings(sql_timeout_seconds=1))) as api:
         response = sql(api, "SELECT count() FROM numbers(1000000000000) WHERE cityHash64(number) = 0")
         assert response.status_code == 400
         # ClickHouse stops it at the limit, or refuses it sooner from its speed estimate.
@@ -61,6 +62,6 @@ def test_bad_requests_and_sql_errors_are_clear(api):
 
 
 def test_the_console_needs_the_read_token(make_settings):
-    with TestClient(create_app(make_settings(read_token="read-token-0123"))) as api:
+    with SettlingClient(create_app(make_settings(read_token="read-token-0123"))) as api:
         assert sql(api, "SELECT 1").status_code == 401
         assert sql(api, "SELECT 1", **{"X-Read-Token": "read-token-0123"}).status_code == 200

@@ -1,24 +1,29 @@
-"""Idempotent retries: an event whose `event_id` is already stored, or in flight in this process,
-is not stored again.
+"""Idempotent retries: an event whose `event_id` is already stored, in the write-ahead log, or in
+flight in this process, is not stored again.
 
-Only events that carry an `event_id` take part (a client that wants safe retries sends one; the
-outage spool gives every spooled event one). For those, a request first claims its ids in this
-process (so two copies racing through the batcher cannot both pass), then asks ClickHouse which
-are stored already (`events_buffer` reads the Buffer and `events`; a bloom filter index makes it
-a few granules, see migration 005). The claimed ids are released when the request ends, stored
-or not. Requests without event ids cost nothing here.
+Only events that carry an `event_id` take part (a client that wants safe retries sends one). For
+those, a request first claims its ids in this process (so two copies racing through the log or
+the batcher cannot both pass), then looks for them among the events in the log not yet inserted
+(`LoggedIds`, in memory, rebuilt from the log at start) and asks ClickHouse for the rest
+(`events_buffer` reads the Buffer and `events`; a bloom filter index makes it a few granules,
+see migration 005). The claimed ids are released when the request ends, stored or not.
+Requests without event ids cost nothing here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from typing import Callable
+import threading
+from collections import Counter, deque
+from typing import Callable, Iterable
+
+import orjson
 
 from clickhouse_connect.driver.client import Client
 
 from server.errors import first_line
+from server.ingest.wal import Position, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,54 @@ def stored_ids(client: Client, ids: list[str]) -> set[str]:
         chunk = ids[start:start + LOOKUP_CHUNK]
         found.update(row[0] for row in client.query(LOOKUP_SQL, parameters={"ids": chunk}).result_rows)
     return found
+
+
+class LoggedIds:
+    """The event_ids of events in the write-ahead log that are not in ClickHouse yet. Added when
+    a request's record is durable, dropped when the consumer has inserted past it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: Counter[str] = Counter()
+        self._by_position: deque[tuple[Position, list[str]]] = deque()
+        self._consumed = Position(-1, 0)
+
+    def add(self, position: Position, ids: list[str]) -> None:
+        with self._lock:
+            if position <= self._consumed:
+                return  # inserted already: ClickHouse answers for them
+            self._by_position.append((position, ids))
+            self._ids.update(ids)
+
+    def consumed_through(self, position: Position) -> None:
+        with self._lock:
+            self._consumed = max(self._consumed, position)
+            while self._by_position and self._by_position[0][0] <= position:
+                _, ids = self._by_position.popleft()
+                self._ids.subtract(ids)
+                for event_id in ids:
+                    if self._ids[event_id] <= 0:
+                        del self._ids[event_id]
+
+    def known(self, ids: Iterable[str]) -> set[str]:
+        with self._lock:
+            return {event_id for event_id in ids if event_id in self._ids}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+    def rebuild(self, wal: WriteAheadLog, start: Position) -> None:
+        """Read the ids of every event the log holds from `start` on (at start-up)."""
+        for segment in wal.segments():
+            if segment < start.segment:
+                continue
+            position = start if segment == start.segment else Position(segment, 0)
+            for record in wal.read(position, max_rows=2**62):
+                rows = [orjson.loads(line) for line in record.payload.splitlines() if b'"event_id"' in line]
+                ids = [str(row["event_id"]) for row in rows if "event_id" in row]
+                if ids:
+                    self.add(record.end, ids)
 
 
 class Claim:

@@ -1,7 +1,8 @@
-"""HTTP → parse → validate → batch: the ingest routes, including every seed client's path.
+"""HTTP → parse → validate → log (or batch): the ingest routes, including every seed client's path.
 
 Each handler reads the body within its limit, parses and validates it, hands the encoded rows
-to the batcher and answers 202 only once the INSERT holding them has succeeded.
+to the sink and answers 202 only once they are durable: fdatasync'd in the write-ahead log
+(ACK=log, server/ingest/committer.py), or in the Buffer table (ACK=insert, server/ingest/batcher.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -20,14 +21,21 @@ from server.auth import Keys, check_apps, write_apps
 from server.config import Settings
 from server.errors import ApiError, BadBody, BodyTooLarge, RequestTimeout, Unavailable, ValidationFailed, first_line
 from server.ingest.activities import validate_activities
-from server.ingest.batcher import Batcher, InsertFailed, QueueFull, ShuttingDown
-from server.ingest.dedup import Dedup
-from server.ingest.spool import Spool, SpoolFull
+from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
+from server.ingest.dedup import Dedup, LoggedIds
+from server.ingest.wal import LogFull, LogWriteFailed, Position
 from server.ingest.parse import decode_content, parse_body, parse_json
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import EventWriter, encode_rows
 from server.metrics import Metrics
 from server.responses import json_response
+
+
+class Sink(Protocol):
+    """Where accepted rows go: the write-ahead log's group commit, or the insert batcher. Returns
+    once they are durable (the log's position, or None)."""
+
+    async def submit(self, body: bytes, rows: int) -> Position | None: ...
 
 
 @dataclass
@@ -36,29 +44,26 @@ class Ingest:
 
     settings: Settings
     limits: Limits
-    batcher: Batcher
+    sink: Sink
     activity_writer: EventWriter
     metrics: Metrics
     keys: Keys
     dedup: Dedup
-    spool: Spool
+    logged_ids: LoggedIds | None  # ACK=log: ids in the log, not yet in ClickHouse
 
 
 @dataclass
 class Stored:
     """What happened to one request's events: all are stored (now, or earlier for
-    `duplicates` of them), directly or, during an outage, in the spool."""
+    `duplicates` of them)."""
 
     rows: list[dict]
     duplicates: int = 0
-    spooled: bool = False
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"accepted": len(self.rows) + self.duplicates}
         if self.duplicates:
             body["duplicates"] = self.duplicates
-        if self.spooled:
-            body["spooled"] = True
         return body
 
 
@@ -125,7 +130,8 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
         try:
             if with_event_ids:
                 give_event_ids(claim.rows)
-            spooled = await _submit(ingest, claim.rows) if claim.rows else False
+            if claim.rows:
+                await _submit(ingest, claim.rows)
         finally:
             claim.release()
     except ApiError as exc:
@@ -135,7 +141,7 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     ingest.metrics.events_accepted.inc(len(claim.rows))
     if claim.duplicates:
         ingest.metrics.events_duplicate.inc(claim.duplicates)
-    return Stored(claim.rows, claim.duplicates, spooled)
+    return Stored(claim.rows, claim.duplicates)
 
 
 def give_event_ids(rows: list[dict]) -> None:
@@ -144,30 +150,22 @@ def give_event_ids(rows: list[dict]) -> None:
         row.setdefault("event_id", str(uuid.uuid4()))
 
 
-async def _submit(ingest: Ingest, rows: list[dict]) -> bool:
-    """Store the rows; True when they went to the outage spool instead of ClickHouse."""
+async def _submit(ingest: Ingest, rows: list[dict]) -> None:
+    """Store the rows; on return they are durable. Every failure is a 503: nothing was stored."""
     try:
-        await ingest.batcher.submit(encode_rows(rows), len(rows))
-        return False
+        position = await ingest.sink.submit(encode_rows(rows), len(rows))
+    except (QueueFull, LogFull) as exc:
+        raise Unavailable(f"the server is overloaded ({exc}); retry later", retry_after_seconds=5) from None
+    except LogWriteFailed as exc:
+        raise Unavailable(f"{exc}; nothing was stored", retry_after_seconds=5) from None
     except InsertFailed as exc:
-        failure = str(exc)
-    except QueueFull as exc:
-        raise Unavailable(f"the server is overloaded ({exc}); retry later") from None
+        raise Unavailable(f"ClickHouse did not store the events ({exc}); nothing was stored") from None
     except ShuttingDown:
         raise Unavailable("the server is shutting down; retry later") from None
-    # ClickHouse refused or cannot be reached: keep the rows on local disk, fsync'd, and replay
-    # them later. Each gets an event_id now so that replays can never store it twice.
-    give_event_ids(rows)
-    try:
-        await asyncio.to_thread(ingest.spool.append, encode_rows(rows))
-    except SpoolFull as full:
-        raise Unavailable(f"ClickHouse did not store the events ({failure}) and {full}; nothing was stored",
-                          retry_after_seconds=5) from None
-    except OSError as error:
-        raise Unavailable(f"ClickHouse did not store the events ({failure}) and the spool could not be "
-                          f"written ({error.strerror}); nothing was stored", retry_after_seconds=5) from None
-    ingest.metrics.events_spooled.inc(len(rows))
-    return True
+    if ingest.logged_ids is not None and position is not None:
+        ids = [row["event_id"] for row in rows if "event_id" in row]
+        if ids:
+            ingest.logged_ids.add(position, ids)
 
 
 async def post_events(request: Request) -> Response:

@@ -15,9 +15,7 @@ from typing import Iterable
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from server.config import INSERT_TABLES
-
-WRITABLE_TABLES = (*INSERT_TABLES, "activities")
+WRITABLE_TABLES = ("events_buffer", "events", "activities")
 
 
 def encode_rows(rows: Iterable[dict]) -> bytes:

@@ -59,8 +59,8 @@ tabs.live = {
   start() {
     const events = chart("#live-events", ["accepted/s", "rejected/s"]);
     const insert = chart("#live-insert", ["INSERT ms"]);
-    const queue = chart("#live-queue", ["queued rows", "spool batches"]);
-    const points = { t: [], accepted: [], rejected: [], insert: [], queue: [], spool: [] };
+    const queue = chart("#live-queue", ["queued rows", "log kB"]);
+    const points = { t: [], accepted: [], rejected: [], insert: [], queue: [], log: [] };
     let last = null;
     const tick = async () => {
       try {
@@ -75,11 +75,11 @@ tabs.live = {
           points.rejected.push(((m.events_rejected_total || 0) - (last.m.events_rejected_total || 0)) / dt);
           points.insert.push(inserts > 0 ? (seconds / inserts) * 1000 : 0);
           points.queue.push(m.batcher_queue_rows || 0);
-          points.spool.push(m.spool_records || 0);
+          points.log.push((m.log_bytes || 0) / 1000);
           for (const key of Object.keys(points)) if (points[key].length > 150) points[key].shift();
           events.setData([points.t, points.accepted, points.rejected]);
           insert.setData([points.t, points.insert]);
-          queue.setData([points.t, points.queue, points.spool]);
+          queue.setData([points.t, points.queue, points.log]);
         }
         last = { now, m };
         $("#live-status").textContent = `updated ${new Date().toLocaleTimeString()}`;

@@ -31,7 +31,7 @@ def test_metrics_from_either_process_count_both(tmp_path):
             assert sample(text, "events_accepted_total") == 5
             assert sample(text, "events_rejected_total") == 1
             assert sample(text, "http_requests_total", route="/events", status="202") == 2
-            assert sample(text, "batch_rows_count") == 2
+            assert sample(text, "log_group_records_count") == 2  # each request's own fdatasync
     finally:
         for server in servers:
             server.terminate()

@@ -1,4 +1,5 @@
-"""Group commit under real concurrency, and failed inserts, against the real engine."""
+"""ACK=insert: group commit into the Buffer table under real concurrency, and failed inserts,
+against the real engine. (ACK=log, the default on the embedded engine: test_log.py.)"""
 
 from __future__ import annotations
 
@@ -45,14 +46,15 @@ def query(settings, sql: str) -> list[tuple]:
 
 
 class Outage:
-    """ClickHouse refusing every insert, for real: events_buffer renamed away until end()."""
+    """ClickHouse refusing every insert, for real: the table renamed away until end()."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, table: str = "events_buffer"):
+        self.table = table
         self.admin = db.connect(settings)
-        self.admin.command("RENAME TABLE events_buffer TO events_buffer_away")
+        self.admin.command(f"RENAME TABLE {table} TO {table}_away")
 
     def end(self) -> None:
-        self.admin.command("RENAME TABLE events_buffer_away TO events_buffer")
+        self.admin.command(f"RENAME TABLE {self.table}_away TO {self.table}")
 
 
 def metric(app, name: str) -> float:
@@ -65,7 +67,7 @@ def metric(app, name: str) -> float:
 
 
 def test_200_concurrent_clients_of_50_events_store_exactly_10000_rows(make_settings):
-    settings = make_settings()
+    settings = make_settings(ack="insert")
     app = create_app(settings)
     responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(200)]))
     assert [r.status_code for r in responses] == [202] * 200
@@ -81,7 +83,7 @@ def test_200_concurrent_clients_of_50_events_store_exactly_10000_rows(make_setti
 
 
 def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settings):
-    settings = make_settings(batch_max_rows=120, insert_concurrency=1)
+    settings = make_settings(ack="insert", batch_max_rows=120, insert_concurrency=1)
     app = create_app(settings)
     responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(40)]))
     assert all(r.status_code == 202 for r in responses)
@@ -95,9 +97,8 @@ def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settin
 
 
 def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_settings):
-    # With no room in the outage spool (see test_spool.py for the spool), a failed INSERT
-    # fails every request of its batch.
-    settings = make_settings(spool_max_bytes=1)
+    # ACK=insert keeps nothing locally: a failed INSERT fails every request of its batch.
+    settings = make_settings(ack="insert")
     app = create_app(settings)
 
     async def scenario():
@@ -112,7 +113,7 @@ def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_sett
     assert {r.status_code for r in failed} == {503}
     error = failed[0].json()["error"]
     assert error["code"] == "unavailable" and "nothing was stored" in error["message"]
-    assert "spool" in error["message"] and failed[0].headers["Retry-After"] == "5"
+    assert "ClickHouse did not store the events" in error["message"] and failed[0].headers["Retry-After"] == "1"
     assert ok.status_code == 202
     assert query(settings, "SELECT user_id, count() FROM events GROUP BY user_id") == [("c99", 7)]
     assert metric(app, "insert_failures_total") >= 1
@@ -121,7 +122,7 @@ def test_a_failed_insert_fails_exactly_its_requests_and_stores_nothing(make_sett
 def test_queue_bound_answers_503_instead_of_growing(make_settings):
     # A queue bound below one request's rows: a request that would overflow a non-empty queue
     # waits for nothing and gets 503 at once, while the first one is stored.
-    settings = make_settings(queue_max_rows=60, insert_concurrency=1)
+    settings = make_settings(ack="insert", queue_max_rows=60, insert_concurrency=1)
     app = create_app(settings)
     responses = asyncio.run(run_clients(app, [events(n, 50) for n in range(30)]))
     codes = [r.status_code for r in responses]
@@ -131,7 +132,7 @@ def test_queue_bound_answers_503_instead_of_growing(make_settings):
 
 
 def test_ndjson_and_form_requests_share_batches(make_settings):
-    settings = make_settings()
+    settings = make_settings(ack="insert")
     app = create_app(settings)
 
     async def scenario():

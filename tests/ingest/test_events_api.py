@@ -13,7 +13,7 @@ import zlib
 import orjson
 import pytest
 
-from tests.conftest import count_events
+from tests.conftest import SettlingClient, count_events
 
 
 def stored(ch, columns: str = "toString(dt), event, user_id, screen, elem, amount") -> list[tuple]:
@@ -210,7 +210,7 @@ def test_body_over_the_limit_is_413(make_settings):
 
     from server.app import create_app
 
-    with TestClient(create_app(make_settings(max_body_bytes=20_000, max_events_per_request=3))) as api:
+    with SettlingClient(create_app(make_settings(max_body_bytes=20_000, max_events_per_request=3))) as api:
         big = orjson.dumps({"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u", "pad": "x" * 30_000})
         assert api.post("/events", content=big, headers={"Content-Type": "application/json"}).status_code == 413
         bomb = gzip.compress(b"[" + b" " * 10_000_000 + b"]")

@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
+from tests.conftest import SettlingClient
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import encode_rows
 from tests.reports import reference
@@ -33,7 +34,7 @@ def test_rows_before_and_after_the_rollups_migration_are_each_counted_once(make_
     client.command("INSERT INTO events_buffer FORMAT JSONEachRow", data=encode_rows(rows))
 
     # The server starts, migrates to 004 and on (flushing the Buffer, then backfilling), takes the rest.
-    with TestClient(create_app(settings)) as api:
+    with SettlingClient(create_app(settings)) as api:
         assert client.command("SELECT max(version) FROM schema_migrations") == len(db.migration_files())
         for n in range(0, len(after), 50):
             assert api.post("/events", json=after[n:n + 50]).status_code == 202

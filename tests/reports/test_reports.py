@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
-from tests.conftest import drop_databases
+from tests.conftest import SettlingClient, drop_databases
 from tests.reports import reference
 
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
@@ -31,7 +31,7 @@ def reports(chdb_dir):
 
     url = f"chdb://{chdb_dir}?database=r_{uuid.uuid4().hex[:12]}"
     settings = Settings.from_env({}, clickhouse_url=url)
-    with TestClient(create_app(settings)) as api:
+    with SettlingClient(create_app(settings)) as api:
         for n in range(0, len(EVENTS), 50):
             assert api.post("/events", json=EVENTS[n:n + 50]).status_code == 202
         client = db.connect(settings)

@@ -1,0 +1,147 @@
+"""The ingest side's moving parts for one ACK mode, opened at start and closed at stop.
+
+ACK=log: group commit into the write-ahead log (server/ingest/committer.py, wal.py) and its
+consumer thread (consumer.py) inserting into `events`. ACK=insert: the batcher (batcher.py)
+inserting into the Buffer table `events_buffer`. Either way the routes see one `sink`, and the
+dedup lookup sees the ids of events in the log as well as those in ClickHouse.
+
+Stopping: the routes have finished (uvicorn drains them first); the sink takes no more rows and
+syncs (or inserts) what waits; then the consumer inserts what it can within
+STOP_TIMEOUT_SECONDS and its thread ends before the stop returns; or, ACK=insert, the Buffer is
+flushed into `events` (the embedded engine drops a Buffer's memory with the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from server import db
+from server.config import Settings
+from server.errors import first_line
+from server.ingest.batcher import Batcher
+from server.ingest.committer import GroupCommit
+from server.ingest.consumer import Consumer
+from server.ingest.dedup import Dedup, LoggedIds, stored_ids
+from server.ingest.legacy_spool import move_legacy_spool
+from server.ingest.routes import Sink
+from server.ingest.wal import WriteAheadLog, encode_record
+from server.ingest.writer import EventWriter
+from server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.mode = settings.ack_mode
+        self._clients: list[Client] = []
+        self.dedup_client = self._connect()
+        self.wal: WriteAheadLog | None = None
+        self.consumer: Consumer | None = None
+        self.committer: GroupCommit | None = None
+        self.batcher: Batcher | None = None
+        self.logged_ids: LoggedIds | None = None
+        self.sink: Sink
+
+    def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
+        client = db.connect(self.settings, client_settings=client_settings)
+        self._clients.append(client)
+        return client
+
+    def stored(self, ids: list[str]) -> set[str]:
+        """Which of these event_ids are stored: in the log (not yet inserted) or in ClickHouse."""
+        in_log = self.logged_ids.known(ids) if self.logged_ids is not None else set()
+        rest = [event_id for event_id in ids if event_id not in in_log]
+        return in_log | (stored_ids(self.dedup_client, rest) if rest else set())
+
+    def dedup(self) -> Dedup:
+        return Dedup(self.stored)
+
+    def open(self) -> None:
+        """Build and start everything (call from the event loop; blocking work is short)."""
+        if self.mode == "log":
+            self._open_log()
+        else:
+            self._open_batcher()
+
+    def _open_log(self) -> None:
+        settings = self.settings
+        self.wal = wal = WriteAheadLog(Path(settings.log_dir), settings.log_max_bytes)
+        self.logged_ids = LoggedIds()
+        self.consumer = Consumer(
+            wal, self._connect(db.INSERT_SETTINGS), batch_seconds=settings.log_batch_seconds,
+            batch_max_rows=settings.log_batch_max_rows, metrics=self.metrics,
+            on_consumed=self.logged_ids.consumed_through,
+        )
+        self.logged_ids.rebuild(wal, self.consumer.position)
+
+        def to_log(rows: bytes, ids: list[str]) -> None:
+            end = wal.append([encode_record(rows)])
+            assert self.logged_ids is not None
+            self.logged_ids.add(end, ids)
+            assert self.consumer is not None
+            self.consumer.durable(end)
+
+        self._move_legacy_spool(to_log)
+        self.committer = GroupCommit(wal, self.metrics, self.consumer.durable)
+        self.committer.start()
+        self.consumer.start()
+        self.sink = self.committer
+
+    def _open_batcher(self) -> None:
+        settings = self.settings
+        writer_clients = [self._connect(db.INSERT_SETTINGS) for _ in range(settings.insert_concurrency)]
+        self.batcher = Batcher(
+            EventWriter(writer_clients, "events_buffer").insert,
+            max_rows=settings.batch_max_rows,
+            max_delay_seconds=settings.batch_max_delay_ms / 1000,
+            concurrency=settings.insert_concurrency,
+            max_queued_rows=settings.queue_max_rows,
+            metrics=self.metrics,
+        )
+        writer = EventWriter([self._connect(db.INSERT_SETTINGS)], "events_buffer")
+        self._move_legacy_spool(lambda rows, ids: writer.insert(rows))
+        self.batcher.start()
+        self.sink = self.batcher
+
+    def _move_legacy_spool(self, store: Any) -> None:
+        try:
+            moved = move_legacy_spool(Path(self.settings.spool_dir), self.stored, store)
+        except (ClickHouseError, OSError) as error:
+            log.error("the outage spool of an earlier version in %s could not be moved now (it stays for "
+                      "the next start): %s", self.settings.spool_dir, first_line(error))
+            return
+        if moved:
+            log.info("moved %d event(s) from an earlier version's outage spool", moved)
+
+    async def close(self) -> None:
+        if self.committer is not None:
+            await self.committer.close()
+        if self.consumer is not None:
+            await asyncio.to_thread(self.consumer.stop, self.settings.stop_timeout_seconds)
+        if self.wal is not None:
+            self.wal.close()
+        if self.batcher is not None:
+            await self.batcher.close()
+            try:
+                await asyncio.to_thread(db.flush_buffer_table, self.dedup_client)
+            except ClickHouseError as exc:  # an outage: what the Buffer holds is at risk
+                log.error("could not flush events_buffer into events at stop: %s", first_line(exc))
+        for client in self._clients:
+            client.close()
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: what waits, and the last failure of the log or its consumer."""
+        if self.wal is not None and self.consumer is not None:
+            return {"ack": "log", "log_bytes": self.consumer.waiting_bytes(),
+                    "log_failure": self.wal.failure, "insert_failure": self.consumer.failure}
+        assert self.batcher is not None
+        return {"ack": "insert", "queued_rows": self.batcher.queued_rows}

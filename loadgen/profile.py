@@ -1,7 +1,7 @@
 """Where the server's CPU goes under load: py-spy samples the Python threads that hold the GIL
 (the event loop: HTTP, parsing, validation, encoding, batching), /proc gives the whole process's
 CPU, and the difference is ClickHouse's native threads (the INSERTs, which release the GIL,
-Buffer flushes, merges, materialized views).
+merges, materialized views) and the kernel's time in fdatasync.
 
     python -m loadgen.profile [--batch 1] [--seconds 10]
 
@@ -30,6 +30,9 @@ STAGES = {
     "validate": ("ingest/validate.py",),
     "parse body": ("ingest/parse.py",),
     "batcher": ("ingest/batcher.py",),
+    "write-ahead log: group commit, fdatasync": ("ingest/committer.py", "ingest/wal.py"),
+    "log consumer (reading the log)": ("ingest/consumer.py",),
+    "dedup": ("ingest/dedup.py",),
     "metrics": ("server/metrics.py", "prometheus_client"),
     "route code, body read, responses": ("ingest/routes.py", "server/responses.py", "server/errors.py"),
     "HTTP: uvicorn, httptools, Starlette": ("uvicorn", "httptools", "starlette"),

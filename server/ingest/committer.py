@@ -44,8 +44,9 @@ class GroupCommit:
         future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._waiting.append((encode_record(payload), future))
         self._wakeup.set()
-        # shield: a client that goes away must not cancel the group others share.
-        return await asyncio.shield(future)
+        # Each request has a future of its own: a client that goes away cancels only its own
+        # (its record is written with the group all the same), so no shield is needed.
+        return await future
 
     async def close(self) -> None:
         """Stop taking records; write and sync the ones waiting."""

@@ -168,16 +168,20 @@ class Consumer:
                 return
 
     def _gather(self) -> list[Record] | None:
-        """The next batch's records, or [] to look again, or None to stop."""
+        """The next batch's records, or [] to look again, or None to stop. Records are read once
+        each, as they become durable; the wait in between is woken by the writer."""
         started = time.monotonic()
+        records: list[Record] = []
+        rows = 0
+        segment = self.position.segment
         while True:
             if self._out_of_time():
                 return None
-            records = list(self._wal.read(self.position, self._batch_max_rows))
-            rows = sum(r.rows for r in records)
-            segment = self.position.segment
+            for record in self._wal.read(records[-1].end if records else self.position, self._batch_max_rows - rows):
+                records.append(record)
+                rows += record.rows
             at_segment_end = not self._wal.is_live(segment) and (
-                not records or records[-1].end.offset >= self._wal.readable_end(segment))
+                (records[-1].end.offset if records else self.position.offset) >= self._wal.readable_end(segment))
             if records and (rows >= self._batch_max_rows or at_segment_end or self._hurry
                             or time.monotonic() - started >= self._batch_seconds):
                 return records
@@ -194,7 +198,9 @@ class Consumer:
                     self._hurry = False
                     self._condition.notify_all()
                     started = time.monotonic()
-                self._condition.wait(0.05 if records else 0.5)
+                    self._condition.wait(0.5)
+                else:
+                    self._condition.wait(max(0.001, started + self._batch_seconds - time.monotonic()))
 
     def _move_to(self, position: Position) -> None:
         with self._condition:

@@ -56,6 +56,8 @@ bench-reports: $(STAMP)
 # Chromium for the browser tests comes from Debian's package (Playwright cannot download
 # browsers here); when it cannot be installed, those tests are reported as skipped.
 test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The long runs: 25 SIGKILLs under load.

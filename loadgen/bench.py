@@ -7,7 +7,8 @@
 the write-ahead log), (b2) the same with ACK=insert (202 after the INSERT into the Buffer
 table), (c) 100-event arrays with ACK=log, all driven by wrk; (d) the storage engine alone:
 the consumer's INSERTs into `events` (with their dedup token), of the size its batches had in
-(c), issued directly with no HTTP. For each: events/s, p50/p99, server CPU seconds per 1,000
+(c), issued directly with no HTTP; (e) (b) with 10 M events stored; (f) a log of 1 M events that
+were never inserted, drained by the next start. For each: events/s, p50/p99, server CPU seconds per 1,000
 events and peak RSS (from /proc). Then the ratios b/a, b2/a and c/d. Results go to
 loadgen/results/bench-<time>.json; --compare prints the change against an earlier file.
 A benchmark: it prints figures, it asserts nothing.
@@ -92,6 +93,36 @@ def measure_storage(rows_per_insert: int, seconds: int) -> Result:
                   cpu_seconds_per_1000_events=round(cpu / inserted * 1000, 4))
 
 
+def measure_replay(events: int) -> Result:
+    """(f): a log holding `events` events that were never inserted (the server was killed with an
+    hour's gathering set), drained by the next start with default settings: events/s from the
+    start of the new process until the log is empty."""
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as directory:
+        env = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"}
+        command = [sys.executable, "-m", "server.cli", "serve"]
+        port = free_port()
+        holding = ServerProcess([*command, "--port", str(port)],
+                                {**env, "LOG_BATCH_SECONDS": "3600", "LOG_BATCH_MAX_ROWS": "1000000000"}, port, "/readyz")
+        batch = [dict(ONE_EVENT, user_id=f"u{i}") for i in range(1000)]
+        with httpx.Client(base_url=holding.url, timeout=60) as client:
+            for _ in range(events // 1000):
+                client.post("/events", json=batch).raise_for_status()
+        holding.process.kill()
+        holding.process.wait()
+        port = free_port()
+        started = time.perf_counter()
+        draining = ServerProcess([*command, "--port", str(port)], env, port, "/readyz")
+        try:
+            while httpx.get(draining.url + "/readyz", timeout=10).json().get("log_bytes"):
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            cpu = draining.cpu_seconds()
+        finally:
+            draining.stop()
+    return Result(f"(f) replay of a {events / 1e6:g}M-event log", events / elapsed,
+                  cpu_seconds_per_1000_events=round(cpu / events * 1000, 4))
+
+
 def measure_with_stored(events: int, seconds: int, connections: int) -> Result:
     """(e): peak RSS of the embedded server with `events` demo events stored, under (b)'s load
     and then every report over the last 30 days."""
@@ -121,6 +152,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--compare", type=Path, help="an earlier results file to compare with")
     parser.add_argument("--stored", type=int, default=10_000_000, help="events stored for (e); 0 skips it")
+    parser.add_argument("--replay", type=int, default=1_000_000, help="events in the log for (f); 0 skips it")
     parser.add_argument("--step", type=int, default=1000, help="capacity test: rate step, requests/s")
     parser.add_argument("--step-seconds", type=int, default=5, help="capacity test: seconds per step")
     args = parser.parse_args()
@@ -164,6 +196,8 @@ def main() -> None:
     results.append(measure_storage(max(1, round(batch_rows)), args.seconds))
     if args.stored > 0:
         results.append(measure_with_stored(args.stored, args.seconds, args.connections))
+    if args.replay > 0:
+        results.append(measure_replay(args.replay))
 
     a, b, b2, c, d = (r.events_per_second for r in results[:5])
     ratios = {"b/a": round(b / a, 3), "b2/a": round(b2 / a, 3), "c/d": round(c / d, 3)}
@@ -197,7 +231,8 @@ def print_report(report: dict, earlier: dict | None) -> None:
     c_rate = report["results"][3]["events_per_second"]
     print(f"(c) {c_rate:,.0f} events/s (target >= 150,000)")
     for r in report["results"][5:]:
-        print(f"{r['name']}: peak RSS {r['peak_rss_mb']:.0f} MB (target <= 500 MB)")
+        if r["peak_rss_mb"]:
+            print(f"{r['name']}: peak RSS {r['peak_rss_mb']:.0f} MB (target <= 500 MB)")
     cap = report["capacity"]
     print(f"capacity (ACK=log): highest rate held {cap['highest_rate_held']:,.0f} requests/s "
           f"(p99 <= {cap['p99_limit_ms']:.0f} ms, no errors)", end="")

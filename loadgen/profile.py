@@ -68,7 +68,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="profile-") as directory:
         port = free_port()
         server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"}, port, "/readyz")
+                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"},
+                               port, "/readyz")
         try:
             figures = {}
             load = threading.Thread(target=lambda: figures.update(

@@ -67,7 +67,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         port = free_port()
         server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"}, port, "/readyz")
+                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"},
+                               port, "/readyz")
         samples: list[tuple[int, float]] = [(0, round(server.rss_mb(), 1))]
         stop = threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(server, 10.0, samples, stop), daemon=True)

@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
-
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -33,10 +33,10 @@ from server.ingest.pipeline import Pipeline
 from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
-from server.reports import routes as report_routes
 from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from server.openapi import openapi_endpoint
 from server.query_service import QueryService
+from server.reports import routes as report_routes
 from server.responses import json_response
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ configured the server is open, and says so in its start-up log.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,9 +28,9 @@ class Keys:
     read: bytes = b""
 
     @classmethod
-    def parse(cls, write_keys: str, read_token: str) -> "Keys":
+    def parse(cls, write_keys: str, read_token: str) -> Keys:
         """WRITE_KEYS is `app_id:key,app_id:key` (`*:key` for any app); READ_TOKEN one token."""
-        pairs = []
+        pairs: list[tuple[str, bytes]] = []
         for item in filter(None, (part.strip() for part in write_keys.split(","))):
             app_id, sep, key = item.partition(":")
             if not sep or not app_id.strip() or len(key.strip()) < 8:
@@ -71,7 +72,7 @@ def write_apps(request: Request, keys: Keys) -> frozenset[str] | None:
     return frozenset(apps)
 
 
-def check_apps(rows: list[dict], apps: frozenset[str] | None) -> None:
+def check_apps(rows: list[dict[str, Any]], apps: frozenset[str] | None) -> None:
     """Every event's app_id must belong to the key (403 naming each event that does not)."""
     if apps is None or ANY_APP in apps:
         return

@@ -52,16 +52,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if settings.web_concurrency > 1 or settings.prometheus_multiproc_dir:
         prepare_metrics_dir(settings)
-    common = dict(host=settings.host, port=settings.port, access_log=settings.access_log,
-                  log_level=settings.log_level, log_config=None)  # log_config=None: our JSON handler
+    # log_config=None: our JSON handler.
     if settings.web_concurrency > 1:
         # Each worker builds its app from the environment (a ClickHouse server: checked by Settings).
-        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.web_concurrency, **common)
+        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.web_concurrency,
+                    host=settings.host, port=settings.port, access_log=settings.access_log,
+                    log_level=settings.log_level, log_config=None)
         return 0
     from server.app import create_app
 
     # The embedded engine allows one process per data directory: one process, one event loop.
-    uvicorn.run(create_app(settings, freeze_after_start=True), **common)
+    uvicorn.run(create_app(settings, freeze_after_start=True), host=settings.host, port=settings.port,
+                access_log=settings.access_log, log_level=settings.log_level, log_config=None)
     return 0
 
 

@@ -8,9 +8,9 @@ against `SETTINGS_DOC` by a test, so the two cannot drift apart.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import parse_qs, urlparse
 
 
@@ -204,7 +204,7 @@ class Settings:
     access_log: bool = False
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from environment variables; `overrides` win (tests, CLI flags)."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}

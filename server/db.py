@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -41,7 +42,7 @@ INSERT_SETTINGS = {"input_format_parallel_parsing": 0}
 CONFINED_PATHS = ("user_files_path", "user_scripts_path", "format_schema_path")
 
 
-def connect(settings: Settings, database: str | None = None, client_settings: dict | None = None) -> Client:
+def connect(settings: Settings, database: str | None = None, client_settings: dict[str, Any] | None = None) -> Client:
     """A client on the configured target, using `database` (default: the configured one).
 
     `client_settings` are ClickHouse settings for every query of this client; they are set once
@@ -60,6 +61,11 @@ def connect(settings: Settings, database: str | None = None, client_settings: di
     return clickhouse_connect.get_client(
         dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False, settings=client_settings
     )
+
+
+def scalar(client: Client, sql: str) -> int:
+    """The one integer a query answers (a count, an EXISTS)."""
+    return int(client.query(sql).result_rows[0][0])
 
 
 def ensure_database(settings: Settings) -> None:
@@ -100,8 +106,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def applied_versions(client: Client) -> set[int]:
-    exists = client.command("EXISTS TABLE schema_migrations")
-    if not int(exists):
+    if not scalar(client, "EXISTS TABLE schema_migrations"):
         return set()
     result = client.query("SELECT DISTINCT version FROM schema_migrations")
     return {row[0] for row in result.result_rows}
@@ -128,7 +133,7 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
         )
         applied = []
         pending = pending_migrations(client, directory)
-        if pending and int(client.command("EXISTS TABLE events_buffer")):
+        if pending and scalar(client, "EXISTS TABLE events_buffer"):
             flush_buffer_table(client)  # backfills read `events`: nothing may wait in the Buffer
         cutover_ms = int(time.time() * 1000)
         for migration in pending:
@@ -182,11 +187,11 @@ def sync_buffer_table(client: Client, settings: Settings, directory: Path = MIGR
 
 def seed_demo(client: Client, events: int, days: int = 180) -> int:
     """Fill `events` with `events` rows of demo data made inside ClickHouse; returns rows added."""
-    before = int(client.command("SELECT count() FROM events"))
+    before = scalar(client, "SELECT count() FROM events")
     # A session keeps ~1.9 of its 8 slots on average: scan enough numbers to reach `events` rows.
     parameters = {"events": events, "scan": events * 6 + 64, "users": max(10, events // 40), "days": days}
     client.command((SQL_DIR / "demo" / "seed_demo.sql").read_text(), parameters=parameters)
-    return int(client.command("SELECT count() FROM events")) - before
+    return scalar(client, "SELECT count() FROM events") - before
 
 
 def flush_buffer_table(client: Client) -> None:

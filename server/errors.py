@@ -8,7 +8,8 @@ Code that knows what is wrong raises one of these; `install_error_handlers` turn
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,10 +21,16 @@ from server.responses import json_response
 log = logging.getLogger(__name__)
 
 
-class FieldError(NamedTuple):
+@dataclass(frozen=True)
+class FieldError:
+    """One bad field of one event (its index in the request)."""
+
     index: int
     field: str
     reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
 class ApiError(Exception):
@@ -42,7 +49,7 @@ class ApiError(Exception):
         if self.field is not None:
             error["field"] = self.field
         if self.errors:
-            error["errors"] = [e._asdict() for e in self.errors]
+            error["errors"] = [e.as_dict() for e in self.errors]
         return {"error": error}
 
 

@@ -52,13 +52,13 @@ class Metrics:
         registry = self.registry
         if self.multiprocess:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def close(self) -> None:
         """A stopping worker: its live gauges leave the sums (its counters stay counted)."""
         if self.multiprocess:
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 class MetricsMiddleware:
@@ -67,7 +67,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._cache: dict[tuple[str, int], tuple] = {}
+        self._cache: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +91,7 @@ class MetricsMiddleware:
             counter.inc()
             histogram.observe(time.perf_counter() - started)
 
-    def _children(self, route: str, status: int) -> tuple:
+    def _children(self, route: str, status: int) -> tuple[Counter, Histogram]:
         # labels() validates and locks on every call; the labelled children are kept instead.
         key = (route, status)
         children = self._cache.get(key)
@@ -102,4 +102,5 @@ class MetricsMiddleware:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return request.app.state.metrics.render()
+    metrics: Metrics = request.app.state.metrics
+    return metrics.render()

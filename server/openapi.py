@@ -33,13 +33,14 @@ ERROR = {
         "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}}}}},
 }
-TEXT = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
-JSON_ANSWER = {"content": {"application/json": {"schema": {"type": ["object", "array"]}}}}
+TEXT: dict[str, Any] = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+JSON_ANSWER: dict[str, Any] = {"content": {"application/json": {"schema": {"type": ["object", "array"]}}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key",
-               403: "key not valid for an event's app_id", 404: "no such file", 408: "body too slow", 413: "body or event count over the limit", 415: "content type not taken",
+               403: "key not valid for an event's app_id", 404: "no such file", 408: "body too slow",
+               413: "body or event count over the limit", 415: "content type not taken",
                422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
@@ -125,9 +126,9 @@ def document() -> dict[str, Any]:
                  "responses": clickhouse_answers},
         "options": {"summary": "CORS preflight", "responses": {"204": {"description": "allowed"}}},
     }
-    ops = {
+    ops: dict[str, Any] = {
         "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok", **JSON_ANSWER}}}},
-        "/readyz": {"get": {"summary": "Schema up to date and ClickHouse answering; queue and spool depth",
+        "/readyz": {"get": {"summary": "Schema up to date and ClickHouse answering; what waits in the log or the queue",
                             "responses": {"200": {"description": "ready", **JSON_ANSWER}, **_errors(503)}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
@@ -140,7 +141,8 @@ def document() -> dict[str, Any]:
         "/sql": {"post": {
             "summary": "Run read-only SQL (readonly=1, time and row limits)",
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}},
+                "application/json": {"schema": {"type": "object", "required": ["sql"],
+                                                 "properties": {"sql": {"type": "string"}}}},
                 "text/plain": {"schema": {"type": "string"}}}},
             "responses": {"200": {"description": "columns, types, rows, truncated, elapsed_ms", **JSON_ANSWER},
                           **_errors(400, 401, 408, 413, 415)}}},
@@ -149,7 +151,8 @@ def document() -> dict[str, Any]:
         "/clickhouse/replicas_status": {"get": {"summary": "ClickHouse's replica check: Ok.", "responses": {"200": TEXT}}},
         "/play": {"get": {"summary": "The SQL console (ClickHouse's play page is not vendored)",
                           "responses": {"307": {"description": "to /#sql"}}}},
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
     }
     paths = {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities, **reports, **ops}
     return {

@@ -27,9 +27,10 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -54,11 +55,11 @@ class QueryRefused(Exception):
         self.text = text
 
     @classmethod
-    def of(cls, refusal: query_policy.Refusal) -> "QueryRefused":
+    def of(cls, refusal: query_policy.Refusal) -> QueryRefused:
         return cls(refusal.code, refusal.name, f"Code: {refusal.code}. DB::Exception: {refusal.message}. ({refusal.name})")
 
     @classmethod
-    def from_engine(cls, error: DatabaseError) -> "QueryRefused":
+    def from_engine(cls, error: DatabaseError) -> QueryRefused:
         code = int(error.code or 1000)
         name = error.name or "UNKNOWN_EXCEPTION"
         text = WRAPPER_SCOPE.sub(".", str(error).strip())
@@ -146,7 +147,6 @@ class QueryService:
     def __init__(self, connect: Callable[[dict[str, Any]], Client], limits: Limits, concurrency: int):
         self._limits = limits
         self._connect_with = connect
-        self._connect = lambda: connect(limits.client_settings())
         self._idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
         self._open: set[Client] = set()
         self._lock = threading.Lock()
@@ -159,7 +159,7 @@ class QueryService:
             self.version = str(client.query("SELECT version()").result_rows[0][0])
 
     def _new_client(self) -> Client:
-        client = self._connect()
+        client = self._connect_with(self._limits.client_settings())
         with self._lock:
             self._open.add(client)
         return client

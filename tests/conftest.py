@@ -9,8 +9,8 @@ with its own directory.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from clickhouse_connect.driver.client import Client

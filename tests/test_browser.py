@@ -26,7 +26,8 @@ SERIES_PIXELS = """(selector) => {
   const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
   let count = 0;
   for (let i = 0; i < data.length; i += 4)
-    if (Math.abs(data[i] - 76) < 12 && Math.abs(data[i + 1] - 120) < 12 && Math.abs(data[i + 2] - 168) < 12 && data[i + 3] > 100) count++;
+    if (Math.abs(data[i] - 76) < 12 && Math.abs(data[i + 1] - 120) < 12 && Math.abs(data[i + 2] - 168) < 12
+        && data[i + 3] > 100) count++;
   return count;
 }"""
 

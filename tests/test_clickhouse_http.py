@@ -8,9 +8,9 @@ import datetime as dt
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
 
 import clickhouse_connect
 import httpx

@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 
 import pytest
-from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
-from tests.conftest import SettlingClient
 from server.config import ConfigError, Settings
+from tests.conftest import SettlingClient
 
 WEB_KEY = "web-key-0123456789"
 ANY_KEY = "any-app-key-987654"

@@ -3,9 +3,6 @@ service, tests/test_query_service.py), time and row limits hold."""
 
 from __future__ import annotations
 
-import pytest
-from starlette.testclient import TestClient
-
 from server.app import create_app
 from tests.conftest import SettlingClient
 

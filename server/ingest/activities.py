@@ -11,9 +11,10 @@ import base64
 import binascii
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -76,7 +77,7 @@ def _parsed(parse: Callable[[str], Any], what: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = _string(value)
         try:
-            return parse(text).isoformat()
+            return str(parse(text).isoformat())
         except ValueError:
             raise Invalid(f"is not a {what}: {text[:64]!r}") from None
 
@@ -106,7 +107,7 @@ TYPE_CHECKS: dict[str, Callable[[Any], str]] = {
 }
 
 
-def validate_activities(body: Any, max_items: int, max_length: int, now_ms: int) -> tuple[list[dict], list[FieldError]]:
+def validate_activities(body: Any, max_items: int, max_length: int, now_ms: int) -> tuple[list[dict[str, Any]], list[FieldError]]:
     if not isinstance(body, dict) or "user_activities" not in body:
         return [], [FieldError(0, "user_activities", "is required: an array of activities")]
     activities = body["user_activities"]
@@ -115,7 +116,8 @@ def validate_activities(body: Any, max_items: int, max_length: int, now_ms: int)
     if len(activities) > max_items:
         return [], [FieldError(0, "user_activities", f"holds {len(activities)} activities; at most {max_items}")]
     received_at = epoch_ms_text(now_ms)
-    rows, errors = [], []
+    rows: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
     for index, activity in enumerate(activities):
         row = _validate_activity(index, activity, max_length, errors)
         if row is not None:
@@ -124,7 +126,7 @@ def validate_activities(body: Any, max_items: int, max_length: int, now_ms: int)
     return (rows, []) if not errors else ([], errors)
 
 
-def _validate_activity(index: int, activity: Any, max_length: int, errors: list[FieldError]) -> dict | None:
+def _validate_activity(index: int, activity: Any, max_length: int, errors: list[FieldError]) -> dict[str, Any] | None:
     if not isinstance(activity, dict):
         errors.append(FieldError(index, "(activity)", f"must be an object, got {kind_of(activity)}"))
         return None
@@ -149,7 +151,7 @@ def _validate_activity(index: int, activity: Any, max_length: int, errors: list[
         errors.append(FieldError(index, "col_values", "col_names, col_types and col_values must have the same length"))
         return None
     canonical: list[str | None] = []
-    for position, (name, kind, value) in enumerate(zip(names, types, values)):
+    for position, (name, kind, value) in enumerate(zip(names, types, values, strict=False)):
         column = name if isinstance(name, str) else f"#{position}"
         if not isinstance(name, str) or not COLUMN_NAME.match(name):
             errors.append(FieldError(index, f"col_names[{position}]", "must be a column name (letters, digits, _)"))

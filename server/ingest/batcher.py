@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 from server.errors import first_line
 from server.metrics import Metrics
@@ -40,7 +40,7 @@ class Batch:
     rows: int = 0
     requests: int = 0
     started: float = 0.0
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Batcher:
@@ -64,9 +64,9 @@ class Batcher:
         self._batches: list[Batch] = []  # the last one is open for more rows
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
-        self._in_flight: set[asyncio.Task] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._runner: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
 
     @property
     def queued_rows(self) -> int:
@@ -131,7 +131,7 @@ class Batcher:
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
             remaining = first.started + self._max_delay - time.monotonic()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from server.ingest.batcher import ShuttingDown
 from server.ingest.wal import LogFull, LogWriteFailed, Position, WriteAheadLog, encode_record

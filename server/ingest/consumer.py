@@ -24,9 +24,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -54,7 +54,7 @@ class Checkpoint:
         return Position(self.segment, self.end)
 
     @classmethod
-    def load(cls, path: Path) -> "Checkpoint | None":
+    def load(cls, path: Path) -> Checkpoint | None:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
@@ -157,11 +157,12 @@ class Consumer:
             if not self._insert(records, self._recovering):
                 return
         while not self._out_of_time():
-            records = self._gather()
-            if records is None:
+            gathered = self._gather()
+            if gathered is None:
                 return
-            if not records:
+            if not gathered:
                 continue
+            records = gathered
             checkpoint = Checkpoint(self.position.segment, records[0].start.offset, records[-1].end.offset, False)
             checkpoint.save(self._checkpoint_path)
             if not self._insert(records, checkpoint):

@@ -16,13 +16,13 @@ import asyncio
 import logging
 import threading
 from collections import Counter, deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
-
 from clickhouse_connect.driver.client import Client
 
 from server.errors import first_line
+from server.ingest.validate import Row
 from server.ingest.wal import Position, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class LoggedIds:
 class Claim:
     """The rows of one request that are new, and the ids this request holds until release()."""
 
-    def __init__(self, rows: list[dict], duplicates: int, held: list[str], release: Callable[[list[str]], None]):
+    def __init__(self, rows: list[Row], duplicates: int, held: list[str], release: Callable[[list[str]], None]):
         self.rows = rows
         self.duplicates = duplicates
         self._held = held
@@ -106,7 +106,7 @@ class Dedup:
         self._lookup = lookup
         self._in_flight: Counter[str] = Counter()
 
-    async def claim(self, rows: list[dict]) -> Claim:
+    async def claim(self, rows: list[Row]) -> Claim:
         if not any("event_id" in row for row in rows):
             return Claim(rows, 0, [], self._forget)
         kept, held, seen = [], [], set()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import orjson
 
@@ -47,7 +47,7 @@ def move_legacy_spool(directory: Path, stored: Callable[[list[str]], set[str]],
             lines = [line for line in payload.split(b"\n") if line]
             ids = [str(orjson.loads(line)["event_id"]) for line in lines]
             found = stored(ids)
-            fresh = [(line, event_id) for line, event_id in zip(lines, ids) if event_id not in found]
+            fresh = [(line, event_id) for line, event_id in zip(lines, ids, strict=True) if event_id not in found]
             if fresh:
                 store(b"\n".join(line for line, _ in fresh) + b"\n", [event_id for _, event_id in fresh])
             moved += len(fresh)

@@ -7,12 +7,13 @@ multipart forms). Knows nothing of event fields: `validate.py` does that.
 from __future__ import annotations
 
 import zlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from urllib.parse import parse_qsl
 
 from server.errors import BadBody, BodyTooLarge, UnsupportedMediaType
 
@@ -88,7 +89,7 @@ def parse_urlencoded(body: bytes) -> list[Any]:
 
 
 async def parse_multipart(body: bytes, content_type: str) -> list[Any]:
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
     headers = Headers({"content-type": content_type})

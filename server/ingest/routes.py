@@ -23,9 +23,9 @@ from server.errors import ApiError, BadBody, BodyTooLarge, RequestTimeout, Unava
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
 from server.ingest.dedup import Dedup, LoggedIds
-from server.ingest.wal import LogFull, LogWriteFailed, Position
 from server.ingest.parse import decode_content, parse_body, parse_json
-from server.ingest.validate import Limits, validate_events
+from server.ingest.validate import Limits, Row, validate_events
+from server.ingest.wal import LogFull, LogWriteFailed, Position
 from server.ingest.writer import EventWriter, encode_rows
 from server.metrics import Metrics
 from server.responses import json_response
@@ -57,7 +57,7 @@ class Stored:
     """What happened to one request's events: all are stored (now, or earlier for
     `duplicates` of them)."""
 
-    rows: list[dict]
+    rows: list[Row]
     duplicates: int = 0
 
     def body(self) -> dict[str, Any]:
@@ -68,7 +68,8 @@ class Stored:
 
 
 def _ingest(request: Request) -> Ingest:
-    return request.app.state.ingest
+    ingest: Ingest = request.app.state.ingest
+    return ingest
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -159,13 +160,13 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     return Stored(claim.rows, claim.duplicates)
 
 
-def give_event_ids(rows: list[dict]) -> None:
+def give_event_ids(rows: list[Row]) -> None:
     """An event_id for every row without one (the others keep the client's)."""
     for row in rows:
         row.setdefault("event_id", str(uuid.uuid4()))
 
 
-async def _submit(ingest: Ingest, rows: list[dict]) -> None:
+async def _submit(ingest: Ingest, rows: list[Row]) -> None:
     """Store the rows; on return they are durable. Every failure is a 503: nothing was stored."""
     try:
         position = await ingest.sink.submit(encode_rows(rows), len(rows))

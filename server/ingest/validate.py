@@ -12,11 +12,14 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from server.config import Settings
 from server.errors import FieldError
+
+# One row for `events`, keyed by column name, as JSONEachRow will encode it.
+Row = dict[str, Any]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Epoch numbers at or above this are milliseconds: 1e11 seconds is the year 5138.
@@ -45,8 +48,8 @@ class Limits:
     max_future_ms: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Limits":
-        start = datetime(settings.min_event_year, 1, 1, tzinfo=timezone.utc)
+    def from_settings(cls, settings: Settings) -> Limits:
+        start = datetime(settings.min_event_year, 1, 1, tzinfo=UTC)
         return cls(
             max_string_length=settings.max_string_length,
             max_props=settings.max_props,
@@ -59,12 +62,12 @@ class Invalid(Exception):
     """One field's value is unusable; caught inside this module and turned into a FieldError."""
 
 
-def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None) -> tuple[list[dict], list[FieldError]]:
+def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None) -> tuple[list[Row], list[FieldError]]:
     """Validate every item; return (rows, []) or ([], errors) — a batch is all or nothing."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     received_at = epoch_ms_text(now_ms)
     latest_ms = now_ms + limits.max_future_ms
-    rows: list[dict] = []
+    rows: list[Row] = []
     errors: list[FieldError] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -77,7 +80,8 @@ def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None)
     return (rows, []) if not errors else ([], errors)
 
 
-def _validate_event(index: int, item: dict, limits: Limits, latest_ms: int, errors: list[FieldError]) -> dict | None:
+def _validate_event(index: int, item: dict[str, Any], limits: Limits, latest_ms: int,
+                    errors: list[FieldError]) -> Row | None:
     row: dict[str, Any] = {}
     given_as: dict[str, str] = {}
     props: dict[str, str] = {}
@@ -163,12 +167,12 @@ def _parse_iso(text: str) -> datetime:
     except ValueError:
         raise Invalid(f"is not an ISO-8601 time or an epoch number: {text[:64]!r}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def event_name(value: Any, max_length: int) -> str:
@@ -216,7 +220,7 @@ def integer(value: Any) -> int:
         raise Invalid(f"must be an integer, got {kind_of(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
         raise Invalid("is out of the Int64 range")
-    return value
+    return int(value)
 
 
 def event_id(value: Any) -> str:

@@ -26,9 +26,9 @@ import struct
 import threading
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 MAGIC = b"WAL1"
 HEADER = struct.Struct("<4sII")

@@ -10,7 +10,8 @@ JSONEachRow at 10k rows), and `command()` with inline data has half the per-inse
 from __future__ import annotations
 
 import queue
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from clickhouse_connect.driver.client import Client
@@ -18,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 WRITABLE_TABLES = ("events_buffer", "events", "activities")
 
 
-def encode_rows(rows: Iterable[dict]) -> bytes:
+def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join([orjson.dumps(row) + b"\n" for row in rows])
 
 

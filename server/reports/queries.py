@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from functools import cache
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -22,8 +23,9 @@ def sql(name: str) -> str:
     return (REPORTS_DIR / f"{name}.sql").read_text()
 
 
-def _rows(client: Client, name: str, report: ReportRange, text: str | None = None, **extra: object) -> list[tuple]:
-    return client.query(text or sql(name), parameters={**report.parameters(), **extra}).result_rows
+def _rows(client: Client, name: str, report: ReportRange, text: str | None = None, **extra: object) -> list[tuple[Any, ...]]:
+    rows = client.query(text or sql(name), parameters={**report.parameters(), **extra}).result_rows
+    return [tuple(row) for row in rows]
 
 
 def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
@@ -60,7 +62,7 @@ def funnel(client: Client, report: ReportRange, steps: list[str], window_seconds
     return [sum(users for level, users in levels.items() if level >= n) for n in range(1, len(steps) + 1)]
 
 
-def event_counts(client: Client, report: ReportRange) -> list[tuple]:
+def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:
     return _rows(client, "event_counts", report)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, timedelta, timezone
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -59,7 +60,8 @@ async def active_users(request: Request) -> Response:
     report = report_range(request.query_params)
     active = await _run(request, queries.active_users, report)
     return json_response(
-        [{"date": _day(d), "dau": v[0], "wau": v[1], "mau": v[2]} for d, v in ((d, active.get(d, (0, 0, 0))) for d in report.days())]
+        [{"date": _day(d), "dau": v[0], "wau": v[1], "mau": v[2]}
+         for d, v in ((d, active.get(d, (0, 0, 0))) for d in report.days())]
     )
 
 
@@ -95,7 +97,7 @@ async def funnel(request: Request) -> Response:
     first = reached[0]
     body = [
         {"step": step, "users": users, "conversion": round(users / first, 6) if first else 0.0}
-        for step, users in zip(steps, reached)
+        for step, users in zip(steps, reached, strict=True)
     ]
     return json_response({"window": window, "steps": body})
 
@@ -155,7 +157,7 @@ async def event_counts(request: Request) -> Response:
 
 def _hour(hour: datetime, zone: ZoneInfo) -> str:
     """The UTC hour's start shown in the report's zone, with its offset."""
-    return hour.replace(tzinfo=timezone.utc).astimezone(zone).isoformat()
+    return hour.replace(tzinfo=UTC).astimezone(zone).isoformat()
 
 
 async def seed_total_user(request: Request) -> Response:

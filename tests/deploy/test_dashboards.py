@@ -4,8 +4,8 @@ server exports."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,7 +25,7 @@ def test_there_are_the_two_dashboards_and_they_load():
 
 
 def test_the_expander_refuses_what_it_does_not_know():
-    window = TimeRange(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc), 60)
+    window = TimeRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), 60)
     assert expand("WHERE $__timeFilter(dt)", window, {}) == (
         f"WHERE dt >= toDateTime({window.from_s}) AND dt <= toDateTime({window.to_s})")
     assert expand("$__conditionalAll(a = '${v}', $v)", window, {"v": ALL}) == "1=1"
@@ -40,7 +40,7 @@ def test_the_expander_refuses_what_it_does_not_know():
 def demo(settings, api, ch):
     """40 days of demo events, some events through the API, part of them still in the Buffer."""
     db.seed_demo(ch, 30_000, days=40)
-    dt = datetime.now(timezone.utc).isoformat()
+    dt = datetime.now(UTC).isoformat()
     body = [{"dt": dt, "event": "view", "user_id": f"u{i}", "app_id": "web", "country": "DE"} for i in range(50)]
     assert api.post("/events", json=body).status_code == 202
     db.flush_buffer_table(ch)
@@ -61,7 +61,7 @@ def variable_choices(ch, dashboard) -> list[dict[str, str]]:
 
 def run_every_panel(demo, path, run: Callable[[str], list]) -> None:
     dashboard = load(path)
-    now = datetime.now(timezone.utc) + timedelta(seconds=1)  # the macros cut to whole seconds
+    now = datetime.now(UTC) + timedelta(seconds=1)  # the macros cut to whole seconds
     windows = [TimeRange(now - timedelta(days=30), now, 3600), TimeRange(now - timedelta(minutes=15), now, 5)]
     failures, empty = [], []
     for variables in variable_choices(demo, dashboard):
@@ -98,7 +98,7 @@ def test_every_clickhouse_panel_query_runs_through_the_clickhouse_http_interface
 
 def test_every_prometheus_panel_metric_is_exported(api):
     # One accepted and one rejected event, so that labelled series have samples.
-    dt = datetime.now(timezone.utc).isoformat()
+    dt = datetime.now(UTC).isoformat()
     assert api.post("/events", json={"dt": dt, "event": "view", "user_id": "u1"}).status_code == 202
     assert api.post("/events", json={"dt": dt, "user_id": "u1"}).status_code == 422
     exported = {sample.name for family in text_string_to_metric_families(api.get("/metrics").text)

@@ -22,10 +22,11 @@ def test_metrics_from_either_process_count_both(tmp_path):
     servers = [start_server(tmp_path / f"data{i}", port, PROMETHEUS_MULTIPROC_DIR=str(shared))
                for i, port in enumerate(ports)]
     try:
-        for port, count in zip(ports, (3, 2)):
+        for port, count in zip(ports, (3, 2), strict=True):
             body = [{"dt": "2026-01-01T00:00:00Z", "event": "view", "user_id": f"u{i}"} for i in range(count)]
             assert httpx.post(f"http://127.0.0.1:{port}/events", json=body).status_code == 202
-        assert httpx.post(f"http://127.0.0.1:{ports[1]}/events", json={"dt": "2026-01-01T00:00:00Z", "user_id": "u"}).status_code == 422
+        no_event = {"dt": "2026-01-01T00:00:00Z", "user_id": "u"}
+        assert httpx.post(f"http://127.0.0.1:{ports[1]}/events", json=no_event).status_code == 422
         for port in ports:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             assert sample(text, "events_accepted_total") == 5

@@ -206,7 +206,6 @@ def test_bad_bodies_get_clear_errors(api, ch, body, content_type, status, field)
 
 
 def test_body_over_the_limit_is_413(make_settings):
-    from starlette.testclient import TestClient
 
     from server.app import create_app
 

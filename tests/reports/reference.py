@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 GAP_MS = 30 * 60 * 1000
@@ -15,7 +15,7 @@ def generate(seed: int, first_day: date, days: int, users: int = 40) -> list[dic
     """Users with sessions (named and unnamed) walking view → start_task → finish_task → pay."""
     rng = random.Random(seed)
     events = []
-    base = datetime.combine(first_day, datetime.min.time(), timezone.utc)
+    base = datetime.combine(first_day, datetime.min.time(), UTC)
     for u in range(users):
         app_id, country = rng.choice(["a1", "a2"]), rng.choice(["TR", "DE"])
         # Some users start before the range; session starts are whole hours apart (> 30 min gaps),

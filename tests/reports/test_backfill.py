@@ -5,13 +5,11 @@ from __future__ import annotations
 import shutil
 from datetime import date
 
-from starlette.testclient import TestClient
-
 from server import db
 from server.app import create_app
-from tests.conftest import SettlingClient
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import encode_rows
+from tests.conftest import SettlingClient
 from tests.reports import reference
 
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 9)

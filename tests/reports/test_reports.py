@@ -10,7 +10,6 @@ import gzip
 from datetime import date
 
 import pytest
-from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
@@ -176,8 +175,9 @@ def test_event_filter_counts_the_users_of_that_event(reports):
     assert daily["total_users"] == expected["total_users"]
     # Sessions are whole: their durations do not change with the event filter.
     unfiltered = reference.daily(EVENTS, FIRST, LAST, "UTC")["daily_stats"]
-    for got_day, want_day, all_day in zip(daily["daily_stats"], expected["daily_stats"], unfiltered):
-        assert (got_day["active_user_count"], got_day["new_user_count"]) == (want_day["active_user_count"], want_day["new_user_count"])
+    for got_day, want_day, all_day in zip(daily["daily_stats"], expected["daily_stats"], unfiltered, strict=True):
+        assert (got_day["active_user_count"], got_day["new_user_count"]) == (
+            want_day["active_user_count"], want_day["new_user_count"])
         assert got_day["average_session_duration"] == all_day["average_session_duration"]
     assert sum(d["active_user_count"] for d in daily["daily_stats"]) > 0
 

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None))) if v}
     try:
         settings = Settings.from_env(**overrides)
+        from server import preflight
+
+        preflight.check(settings, serving=args.command == "serve")
     except ConfigError as exc:
         print(f"analytics-api: configuration error: {exc}", file=sys.stderr)
         return 2

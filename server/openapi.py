@@ -51,11 +51,12 @@ def _ingest(summary: str) -> dict[str, Any]:
         "summary": summary,
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": body},
-            "application/x-ndjson": {"schema": {"type": "string"}},
+            # One event a line; described as the array of its lines.
+            "application/x-ndjson": {"schema": {"type": "array", "items": EVENT}},
             "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
             "text/plain": {"schema": {"type": "string"}},
         }},
-        "responses": {"202": {"description": "stored (or spooled during an outage)", **JSON_ANSWER},
+        "responses": {"202": {"description": "durable (in the write-ahead log, or the Buffer table)", **JSON_ANSWER},
                       **_errors(400, 401, 403, 408, 413, 415, 422, 503)},
     }}
 

@@ -32,14 +32,19 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
         "BUFFER_MIN_SECONDS": "3000", "BUFFER_MAX_SECONDS": "3600",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    # The server's log goes to a file beside its data (read with `output()`), not to a pipe that
+    # would have to be drained and closed.
+    log_path = data_dir.parent / f"{data_dir.name}-{port}.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    process.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("server exited at start:\n" + process.stdout.read().decode())
+            raise RuntimeError("server exited at start:\n" + output(process))
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return process
@@ -48,6 +53,11 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("server did not become ready in 60 s")
+
+
+def output(process: subprocess.Popen) -> str:
+    """What a server started by `start_server` has logged so far."""
+    return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 
 
 def query_in_process(data_dir: Path, sql: str) -> list[list]:

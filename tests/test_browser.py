@@ -38,6 +38,8 @@ except ImportError as exc:  # pragma: no cover - reported as a skip
 if not (shutil.which(CHROMIUM) or Path(CHROMIUM).exists()):
     pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from server.config import SETTINGS_DOC, ConfigError, Settings
+from tests.servers import ROOT, free_port, start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -81,3 +86,45 @@ def test_several_workers_need_a_clickhouse_server():
     with pytest.raises(ConfigError, match="WEB_CONCURRENCY=2 needs a ClickHouse server"):
         Settings.from_env({"WEB_CONCURRENCY": "2"})
     assert Settings.from_env({"WEB_CONCURRENCY": "2", "CLICKHOUSE_URL": "http://ch:8123/db"}).web_concurrency == 2
+
+
+def serve(port: int, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "LOG_DIR")}
+    return subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
+                          env={**environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+def one_line_naming(result: subprocess.CompletedProcess[str], setting: str) -> str:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert setting in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(("env", "setting"), [
+    ({"CLICKHOUSE_URL": "chdb:///proc/analytics"}, "CLICKHOUSE_URL"),
+    ({"CLICKHOUSE_URL": "chdb:relative/dir"}, "CLICKHOUSE_URL"),
+    ({"CLICKHOUSE_URL": "http://127.0.0.1:1"}, "CLICKHOUSE_URL"),
+    ({"LOG_DIR": "/proc/analytics-wal"}, "LOG_DIR"),
+    ({"ACK": "sometimes"}, "ACK"),
+])
+def test_an_unusable_environment_is_one_line_naming_the_setting_and_exit_2(tmp_path, env, setting):
+    env = {"CLICKHOUSE_URL": f"chdb://{tmp_path}/clickhouse", **env}
+    one_line_naming(serve(free_port(), **env), setting)
+
+
+def test_a_port_in_use_and_a_data_directory_in_use_are_found_before_migrating(tmp_path):
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        message = one_line_naming(serve(port, CLICKHOUSE_URL=f"chdb://{tmp_path}/other"), "PORT")
+        assert "in use" in message
+    assert not (tmp_path / "other").exists()  # nothing was created: found before migrating
+    running = start_server(tmp_path / "clickhouse", free_port())
+    try:
+        message = one_line_naming(serve(free_port(), CLICKHOUSE_URL=f"chdb://{tmp_path}/clickhouse"), "CLICKHOUSE_URL")
+        assert "in use by another process" in message
+    finally:
+        running.terminate()
+        running.wait(timeout=60)

@@ -20,6 +20,13 @@ from tests.servers import count_in_events, free_port, start_server
 SCHEMA = schemathesis.openapi.from_dict(openapi.document())
 
 
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(context: schemathesis.SerializationContext, value: object) -> bytes:
+    """NDJSON bodies, one generated item a line (the schema describes them as the array of lines)."""
+    lines = value if isinstance(value, list) else [value]
+    return b"\n".join(json.dumps(line, default=str).encode() for line in lines)
+
+
 def test_the_document_describes_every_route_and_method():
     app = create_app(Settings.from_env({}, clickhouse_url="chdb:///nonexistent"))
     paths = openapi.document()["paths"]

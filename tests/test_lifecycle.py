@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import count_in_events, free_port, query_in_process, start_server
+from tests.servers import count_in_events, free_port, output, query_in_process, start_server
 
 CHECK = (
     "SELECT count(), uniqExact(user_id, props['seq']), (SELECT sum(events) FROM event_counts_hourly), "
@@ -44,12 +44,13 @@ def test_acknowledged_events_survive_a_stop_by_signal(tmp_path, stop_signal, ack
                 assert r.status_code == 202
                 acknowledged += r.json()["accepted"]
         server.send_signal(stop_signal)
-        output = server.communicate(timeout=60)[0].decode()
+        server.wait(timeout=60)
     finally:
         if server.poll() is None:
             server.kill()
-    assert server.returncode in (0, -stop_signal), output
-    assert ("the log is synced" if ack == "log" else "events_buffer flushed into events") in output
+    logged = output(server)
+    assert server.returncode in (0, -stop_signal), logged
+    assert ("the log is synced" if ack == "log" else "events_buffer flushed into events") in logged
     assert acknowledged == 501
     assert count_in_events(data_dir) == acknowledged
 
@@ -181,13 +182,17 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Take every free byte of the file system holding `directory`."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 1):
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as error:
+                    assert error.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -208,9 +213,9 @@ def test_a_full_log_disk_answers_503_and_loses_nothing_acknowledged(tmp_path):
                 ready_after = client.get("/readyz")
         finally:
             server.terminate()
-            output = server.communicate(timeout=60)[0].decode()
+            server.wait(timeout=60)
     assert acknowledged == 500
-    assert {r.status_code for r in refused} == {503}, output
+    assert {r.status_code for r in refused} == {503}, output(server)
     assert "No space left on device" in refused[0].json()["error"]["message"]
     assert ready.status_code == 503 and "No space left" in ready.json()["reason"]
     assert after.status_code == 202 and ready_after.status_code == 200

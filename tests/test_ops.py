@@ -79,3 +79,26 @@ def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_
         assert "3000, 7200" in engine
         assert db.sync_buffer_table(admin_client, changed) is False
     admin_client.close()
+
+
+def test_a_bug_in_a_route_is_logged_with_its_traceback_and_answered_500(make_settings, monkeypatch, caplog):
+    """A planted exception (not a database error) is not disguised as a 4xx or 503."""
+    import logging
+
+    from starlette.testclient import TestClient
+
+    from server.app import create_app
+    from server.ingest import routes
+
+    def planted(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("planted bug")
+
+    monkeypatch.setattr(routes, "validate_events", planted)
+    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as api, \
+            caplog.at_level(logging.ERROR, logger="server.errors"):
+        response = api.post("/events", json={"dt": 1735689600, "event": "e", "user_id": "u"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    [record] = [r for r in caplog.records if r.name == "server.errors"]
+    assert record.exc_info and record.exc_info[0] is ZeroDivisionError
+    assert "POST /events" in record.getMessage()

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from server.errors import first_line
 from server.metrics import Metrics
 
@@ -141,11 +143,14 @@ class Batcher:
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self._executor, self._insert, body)
-        except Exception as exc:  # every failure of the insert fails exactly this batch
+        except ClickHouseError as exc:  # ClickHouse refused: fails exactly this batch, 503 to each request
             self._metrics.insert_failures.inc()
             log.warning("insert of %d rows from %d requests failed: %s", batch.rows, batch.requests, exc)
             batch.done.set_exception(InsertFailed(first_line(exc)))
             batch.done.exception()  # mark it retrieved: its clients may all have gone away
+        except Exception as exc:  # a bug: each request of the batch gets it, and the one handler logs it
+            batch.done.set_exception(exc)
+            batch.done.exception()
         else:
             self._metrics.insert_seconds.observe(time.perf_counter() - started)
             self._metrics.batch_rows.observe(batch.rows)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 import orjson
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.errors import first_line
 from server.ingest.validate import Row
@@ -123,9 +124,9 @@ class Dedup:
                 seen.add(event_id)
         try:
             stored = await asyncio.to_thread(self._lookup, held) if held else set()
-        except Exception as exc:
-            # ClickHouse cannot answer: the INSERT will most likely fail too and the rows go to
-            # the spool, whose replay asks again. Refusing here would lose the outage spool.
+        except ClickHouseError as exc:
+            # ClickHouse cannot answer: with ACK=log the events are still taken (the log is the
+            # outage spool; ids already in the log were found above), unchecked against ClickHouse.
             log.warning("event_id lookup failed, inserting unchecked: %s", first_line(exc))
             stored = set()
         except BaseException:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -209,7 +210,7 @@ async def post_activities(request: Request) -> Response:
         raise ValidationFailed(errors)
     try:
         await asyncio.to_thread(ingest.activity_writer.insert, encode_rows(rows))
-    except Exception as exc:
+    except ClickHouseError as exc:
         raise Unavailable(f"ClickHouse did not store the activities (nothing was stored): {first_line(exc)}") from None
     return json_response({"accepted": len(rows)}, 202)
 

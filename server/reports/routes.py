@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth import read_protected
-from server.errors import ApiError, BadBody, Unavailable, first_line
+from server.errors import BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
 from server.ingest.routes import read_decoded_body
 from server.reports import queries
@@ -28,9 +29,7 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
     """Run one report query off the event loop; a database failure is a 503, not a 500."""
     try:
         return await asyncio.to_thread(query, request.app.state.query_client, *args)
-    except ApiError:
-        raise
-    except Exception as exc:
+    except ClickHouseError as exc:
         raise Unavailable(f"the report query failed: {first_line(exc)}") from None
 
 

@@ -1,0 +1,93 @@
+"""Checks of the environment before `serve` or `migrate` touches anything: each failure is a
+ConfigError whose one-line message names the setting and what to do (the CLI prints it and
+exits 2), instead of a traceback from deep inside the engine or uvicorn."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from server import db
+from server.config import ConfigError, Settings
+from server.errors import first_line
+
+
+def check(settings: Settings, serving: bool) -> None:
+    if serving:
+        _port_free(settings)
+    if settings.embedded:
+        _data_directory_usable(settings)
+    if serving and settings.ack_mode == "log":
+        _directory_usable("LOG_DIR", Path(settings.log_dir))
+        _not_locked("LOG_DIR", Path(settings.log_dir) / "lock", "the write-ahead log")
+    _clickhouse_answers(settings)
+
+
+def _port_free(settings: Settings) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as error:
+            what = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+            raise ConfigError(f"PORT {settings.port} on HOST {settings.host} {what}: stop the other server "
+                              "or choose another PORT") from None
+
+
+def _directory_usable(name: str, path: Path) -> None:
+    if not path.is_absolute():
+        raise ConfigError(f"{name} {str(path)!r} must be an absolute path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot create {path} ({error.strerror}); choose a writable directory") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}: {path} is not writable by this user; choose a writable directory")
+
+
+def _not_locked(name: str, lock_file: Path, what: str) -> None:
+    if not lock_file.exists():
+        return
+    fd = os.open(lock_file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(f"{name}: {what} in {lock_file.parent} is in use by another process "
+                          "(one process per directory): stop it first, or choose another directory") from None
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+
+
+def _data_directory_usable(settings: Settings) -> None:
+    path = Path(urlparse(settings.clickhouse_url).path)
+    _directory_usable("CLICKHOUSE_URL", path)
+    # The engine locks `status` in its data directory while it runs.
+    _not_locked("CLICKHOUSE_URL", path / "status", "the embedded engine's data directory")
+
+
+def _clickhouse_answers(settings: Settings) -> None:
+    driver_log = logging.getLogger("clickhouse_connect")
+    level = driver_log.level
+    driver_log.setLevel(logging.CRITICAL)  # it logs the same failure as a second line; ours names the setting
+    try:
+        client = db.connect(settings, database="default")
+    except ClickHouseError as error:
+        raise ConfigError(f"CLICKHOUSE_URL {_without_password(settings.clickhouse_url)}: ClickHouse cannot be "
+                          f"reached or opened ({first_line(error, limit=200)})") from None
+    finally:
+        driver_log.setLevel(level)
+    client.close()
+
+
+def _without_password(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url

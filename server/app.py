@@ -1,10 +1,10 @@
-"""Assembly: the routes, the middleware, and the lifespan that owns ClickHouse clients and the
-ingest pipeline (server/ingest/pipeline.py).
+"""Assembly: the routes and the middleware around one `Services` (server/services.py), opened by
+the lifespan.
 
-Start-up migrates the schema and opens the pipeline. Shutdown (SIGTERM/SIGINT through uvicorn,
-after in-flight requests finish) closes the pipeline: the log is synced and its consumer inserts
-what it can in STOP_TIMEOUT_SECONDS (ACK=log), or the batcher drains and the Buffer table is
-flushed (ACK=insert).
+Start-up migrates the schema and opens the services. Shutdown (SIGTERM/SIGINT through uvicorn,
+after in-flight requests finish) closes them: the log is synced and its consumer inserts what it
+can in STOP_TIMEOUT_SECONDS (ACK=log), or the batcher drains and the Buffer table is flushed
+(ACK=insert).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
-from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,20 +22,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import clickhouse_http, db, openapi, sql, web
+from server import clickhouse_http, db, sql, web
 from server.auth import Keys
 from server.config import Settings
 from server.errors import first_line, install_error_handlers
 from server.ingest import routes as ingest_routes
-from server.ingest.pipeline import Pipeline
-from server.ingest.routes import Ingest
-from server.ingest.validate import Limits
-from server.ingest.writer import EventWriter
-from server.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from server.metrics import Metrics, MetricsMiddleware
 from server.openapi import openapi_endpoint
-from server.query_service import QueryService
 from server.reports import routes as report_routes
 from server.responses import json_response
+from server.services import Services
+from server.state import services
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +42,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    state = request.app.state
+    found = services(request)
     try:
-        pending = await asyncio.to_thread(db.pending_migrations, state.query_client)
+        pending = await asyncio.to_thread(db.pending_migrations, found.query_client)
     except ClickHouseError as exc:
         return json_response({"status": "unavailable", "reason": f"ClickHouse does not answer: {first_line(exc)}"}, 503)
     if pending:
         names = [f"{m.version:03d}_{m.name}" for m in pending]
         return json_response({"status": "unavailable", "reason": "migrations pending", "pending": names}, 503)
-    pipeline: Pipeline = state.pipeline
+    pipeline = found.pipeline
     if pipeline.wal is not None and pipeline.wal.failure and not await asyncio.to_thread(pipeline.wal.probe):
         return json_response({"status": "unavailable", "reason": pipeline.wal.failure, **pipeline.status()}, 503)
     return json_response({"status": "ready", **pipeline.status()})
@@ -72,42 +67,17 @@ def create_app_from_env() -> Starlette:
 
 def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlette:
     metrics = Metrics()
-    keys = Keys.parse(settings.write_keys, settings.read_token)
+    opened = Services(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        applied = await asyncio.to_thread(db.migrate, settings)
-        if applied:
-            log.info("migrations applied: %s", ", ".join(applied))
-        activity_client = db.connect(settings)
-        query_client = db.connect(settings)
-
-        def readonly_session(client_settings: dict[str, Any]) -> Client:
-            return db.connect(settings, client_settings=client_settings)
-
-        app.state.console = QueryService(readonly_session, sql.console_limits(settings), settings.sql_concurrency)
-        app.state.clickhouse_queries = QueryService(
-            readonly_session, clickhouse_http.http_limits(settings), settings.sql_concurrency)
-        pipeline = Pipeline(settings, metrics)
-        pipeline.open()
-        app.state.pipeline = pipeline
-        app.state.query_client = query_client
-        app.state.ingest = Ingest(
-            settings=settings,
-            limits=Limits.from_settings(settings),
-            sink=pipeline.sink,
-            activity_writer=EventWriter([activity_client], "activities"),
-            metrics=metrics,
-            keys=keys,
-            dedup=pipeline.dedup(),
-            logged_ids=pipeline.logged_ids,
-        )
-        if keys.open_for_writes:
+        await opened.open()
+        if opened.keys.open_for_writes:
             log.warning("open for writes: no WRITE_KEYS configured, anyone who reaches the server can send events")
-        if keys.open_for_reads:
+        if opened.keys.open_for_reads:
             log.warning("open for reads: no READ_TOKEN configured, anyone who reaches the server can read reports")
         target = "embedded chDB" if settings.embedded else "ClickHouse server"
-        acknowledged = (f"after fdatasync of the log in {settings.log_dir}" if pipeline.mode == "log"
+        acknowledged = (f"after fdatasync of the log in {settings.log_dir}" if opened.pipeline.mode == "log"
                         else "after the INSERT into events_buffer")
         log.info("ready: %s, database %s, events acknowledged %s", target, settings.database, acknowledged)
         if freeze_after_start:
@@ -117,14 +87,9 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
         try:
             yield
         finally:
-            await pipeline.close()
-            for client in [activity_client, query_client]:
-                client.close()
-            app.state.console.close()
-            app.state.clickhouse_queries.close()
-            metrics.close()
+            await opened.close()
             log.info("stopped: %s", "the log is synced; what its consumer did not insert stays in it"
-                     if pipeline.mode == "log" else "batcher drained and events_buffer flushed into events")
+                     if opened.pipeline.mode == "log" else "batcher drained and events_buffer flushed into events")
 
     app = Starlette(
         routes=[
@@ -135,15 +100,12 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             *web.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
+            Route("/metrics", metrics.endpoint),
             Route("/openapi.json", openapi_endpoint),
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
-    app.state.metrics = metrics
-    app.state.keys = keys
-    app.state.openapi = openapi.document()
-    app.state.settings = settings
+    app.state.services = opened
     install_error_handlers(app)
     return app

@@ -16,8 +16,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.config import ConfigError
-from server.errors import FieldError, Forbidden, Unauthorized
+from server.config import parse_write_keys
+from server.errors import ConfigError, FieldError, Forbidden, Unauthorized
+from server.state import services
 
 ANY_APP = "*"
 
@@ -29,17 +30,11 @@ class Keys:
 
     @classmethod
     def parse(cls, write_keys: str, read_token: str) -> Keys:
-        """WRITE_KEYS is `app_id:key,app_id:key` (`*:key` for any app); READ_TOKEN one token."""
-        pairs: list[tuple[str, bytes]] = []
-        for item in filter(None, (part.strip() for part in write_keys.split(","))):
-            app_id, sep, key = item.partition(":")
-            if not sep or not app_id.strip() or len(key.strip()) < 8:
-                raise ConfigError("WRITE_KEYS entries must be app_id:key with a key of at least 8 characters "
-                                  f"(entry {len(pairs) + 1} is not)")
-            pairs.append((app_id.strip(), key.strip().encode()))
+        """WRITE_KEYS is `app_id:key,app_id:key` (`*:key` for any app); READ_TOKEN one token
+        (both checked by Settings: a bad value stops the start with a ConfigError)."""
         if read_token and len(read_token) < 8:
             raise ConfigError("READ_TOKEN must be at least 8 characters")
-        return cls(tuple(pairs), read_token.encode())
+        return cls(parse_write_keys(write_keys), read_token.encode())
 
     @property
     def open_for_writes(self) -> bool:
@@ -96,7 +91,7 @@ def read_protected(endpoint: Callable[[Request], Awaitable[Response]]) -> Callab
     """The read token, when one is configured, before anything else (401 otherwise)."""
 
     async def guarded(request: Request) -> Response:
-        require_read(request, request.app.state.keys)
+        require_read(request, services(request).keys)
         return await endpoint(request)
 
     return guarded

@@ -28,7 +28,8 @@ from starlette.routing import Route
 
 from server.config import Settings
 from server.ingest.routes import read_decoded_body
-from server.query_service import Limits, QueryRefused, QueryService
+from server.query_service import Limits, QueryRefused
+from server.state import services
 
 MAX_QUERY_BYTES = 262_144  # ClickHouse's own max_query_size
 # Parameters of ClickHouse's HTTP interface that are not settings. Sessions, compression of the
@@ -115,12 +116,12 @@ async def _query_text(request: Request) -> str:
 
 
 async def clickhouse(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = services(request).settings
     if not _authenticated(request, settings):
         user, _ = _credentials(request)
         return _error(request, 516, "AUTHENTICATION_FAILED", f"Code: 516. DB::Exception: {user}: Authentication "
                       "failed: password is incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)")
-    service: QueryService = request.app.state.clickhouse_queries
+    service = services(request).clickhouse_queries
     try:
         sql = await _query_text(request)
         if not sql.strip():

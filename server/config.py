@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from server.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A setting has a value the server cannot use; the message names the variable."""
+__all__ = ["ConfigError", "Settings", "SETTINGS_DOC", "clickhouse_target", "parse_write_keys"]
 
 
 def default_clickhouse_url() -> str:
@@ -259,9 +259,9 @@ class Settings:
         if not 1970 <= self.min_event_year <= 9999:
             raise ConfigError(f"MIN_EVENT_YEAR must be between 1970 and 9999, got {self.min_event_year}")
         clickhouse_target(self.clickhouse_url)
-        from server.auth import Keys
-
-        Keys.parse(self.write_keys, self.read_token)  # raises ConfigError naming the variable
+        parse_write_keys(self.write_keys)  # raises ConfigError naming the variable
+        if self.read_token and len(self.read_token) < 8:
+            raise ConfigError("READ_TOKEN must be at least 8 characters")
         if self.web_concurrency > 1 and self.embedded:
             raise ConfigError(
                 f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "
@@ -285,6 +285,18 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.clickhouse_url.startswith("chdb:")
+
+
+def parse_write_keys(write_keys: str) -> tuple[tuple[str, bytes], ...]:
+    """WRITE_KEYS is `app_id:key,app_id:key` (`*:key` for any app): (app_id, key) pairs."""
+    pairs: list[tuple[str, bytes]] = []
+    for item in filter(None, (part.strip() for part in write_keys.split(","))):
+        app_id, sep, key = item.partition(":")
+        if not sep or not app_id.strip() or len(key.strip()) < 8:
+            raise ConfigError("WRITE_KEYS entries must be app_id:key with a key of at least 8 characters "
+                              f"(entry {len(pairs) + 1} is not)")
+        pairs.append((app_id.strip(), key.strip().encode()))
+    return tuple(pairs)
 
 
 def clickhouse_target(url: str) -> tuple[str, str]:

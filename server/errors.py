@@ -21,6 +21,10 @@ from server.responses import json_response
 log = logging.getLogger(__name__)
 
 
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use; the message names the variable."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One bad field of one event (its index in the request)."""

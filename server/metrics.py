@@ -55,6 +55,10 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def endpoint(self, request: Request) -> Response:
+        """GET /metrics."""
+        return self.render()
+
     def close(self) -> None:
         """A stopping worker: its live gauges leave the sums (its counters stay counted)."""
         if self.multiprocess:
@@ -101,6 +105,4 @@ class MetricsMiddleware:
         return children
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
-    return metrics.render()
+

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.responses import json_response
+from server.state import services
 
 SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
 EVENT = {
@@ -169,4 +170,4 @@ def document() -> dict[str, Any]:
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return json_response(request.app.state.openapi)
+    return json_response(services(request).openapi)

@@ -16,7 +16,8 @@ from server.auth import read_protected
 from server.config import Settings
 from server.errors import ApiError, BadBody
 from server.ingest.routes import read_decoded_body
-from server.query_service import Limits, QueryRefused, QueryService
+from server.query_service import Limits, QueryRefused
+from server.state import services
 
 MAX_SQL_BYTES = 100_000
 
@@ -50,9 +51,9 @@ async def post_sql(request: Request) -> Response:
         sql = body.decode("utf-8", errors="replace")
     if not isinstance(sql, str) or not sql.strip():
         raise BadBody('send the query as {"sql": "SELECT …"} or as text/plain', field="sql")
-    console: QueryService = request.app.state.console
+    found = services(request)
     try:
-        answer = await console.run_rows(sql, request.app.state.settings.sql_max_rows)
+        answer = await found.console.run_rows(sql, found.settings.sql_max_rows)
     except QueryRefused as refused:
         raise SqlRefused(refused.text.splitlines()[0][:1000], field="sql") from None
     # Dates, UUIDs, decimals, IPs: as text; orjson does the rest natively.

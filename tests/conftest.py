@@ -71,9 +71,9 @@ class SettlingClient(TestClient):
 
     def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         response = super().request(*args, **kwargs)
-        pipeline = getattr(self.app.state, "pipeline", None)  # type: ignore[attr-defined]
-        if response.status_code == 202 and pipeline is not None and pipeline.consumer is not None:
-            assert pipeline.consumer.settle(timeout=60), "the log's consumer did not catch up in 60 s"
+        consumer = self.app.state.services.pipeline.consumer  # type: ignore[attr-defined]
+        if response.status_code == 202 and consumer is not None:
+            assert consumer.settle(timeout=60), "the log's consumer did not catch up in 60 s"
         return response
 
 

@@ -48,7 +48,7 @@ def test_a_key_writes_its_own_app_only(locked):
     assert other.status_code == 403
     assert [(e["index"], e["field"]) for e in error(other)["errors"]] == [(1, "app_id"), (2, "app_id")]
     assert locked.post("/events", json=dict(EVENT, app_id="ios"), headers={"X-Write-Key": ANY_KEY}).status_code == 202
-    db.flush_buffer_table(locked.app.state.query_client)
+    db.flush_buffer_table(locked.app.state.services.query_client)
     counts = locked.get("/reports/events", params={"from": "2025-01-01", "to": "2025-01-01"},
                         headers={"X-Read-Token": READ}).json()
     assert sum(row["events"] for row in counts) == 3  # nothing of the refused request

@@ -30,6 +30,7 @@ from server.ingest.wal import LogFull, LogWriteFailed, Position
 from server.ingest.writer import EventWriter, encode_rows
 from server.metrics import Metrics
 from server.responses import json_response
+from server.state import services
 
 
 class Sink(Protocol):
@@ -69,8 +70,7 @@ class Stored:
 
 
 def _ingest(request: Request) -> Ingest:
-    ingest: Ingest = request.app.state.ingest
-    return ingest
+    return services(request).ingest
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -79,7 +79,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
-    timeout = request.app.state.settings.body_timeout_seconds
+    timeout = services(request).settings.body_timeout_seconds
     # A timer that cancels this task, rather than asyncio.timeout(): the same effect at a third
     # of the cost on the hot path (asyncio.timeout was ~5% of a one-event request's CPU).
     task = asyncio.current_task()

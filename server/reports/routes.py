@@ -20,6 +20,7 @@ from server.ingest.routes import read_decoded_body
 from server.reports import queries
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
 from server.responses import json_response
+from server.state import services
 
 T = TypeVar("T")
 MAX_WINDOW_SECONDS = 30 * 86400
@@ -28,7 +29,7 @@ MAX_WINDOW_SECONDS = 30 * 86400
 async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
     """Run one report query off the event loop; a database failure is a 503, not a 500."""
     try:
-        return await asyncio.to_thread(query, request.app.state.query_client, *args)
+        return await asyncio.to_thread(query, services(request).query_client, *args)
     except ClickHouseError as exc:
         raise Unavailable(f"the report query failed: {first_line(exc)}") from None
 
@@ -167,7 +168,7 @@ async def seed_total_user(request: Request) -> Response:
 
 async def seed_active_user(request: Request) -> Response:
     """Seed 000: `POST /api/v1/crm/daily-stat/active-user` {"date"} → {"distinct_user": N}."""
-    items = parse_json(await read_decoded_body(request, request.app.state.settings.max_body_bytes))
+    items = parse_json(await read_decoded_body(request, services(request).settings.max_body_bytes))
     if len(items) != 1 or not isinstance(items[0], dict):
         raise BadBody('body must be a JSON object: {"date": "YYYY-MM-DD"}', field="body")
     document = items[0]

@@ -58,7 +58,7 @@ class Outage:
 
 
 def metric(app, name: str) -> float:
-    text = app.state.metrics.render().body.decode()
+    text = app.state.services.metrics.render().body.decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name:
@@ -89,7 +89,7 @@ def test_small_batches_split_at_max_rows_without_splitting_a_request(make_settin
     assert all(r.status_code == 202 for r in responses)
     assert query(settings, "SELECT count() FROM events") == [(2000,)]
     # No INSERT held more than 120 rows (so, whole requests of 50: at most 100 each).
-    text = app.state.metrics.render().body.decode()
+    text = app.state.services.metrics.render().body.decode()
     at_most_100 = float(text.split('batch_rows_bucket{le="100.0"} ')[1].split()[0])
     assert at_most_100 == metric(app, "batch_rows_count")
     assert metric(app, "batch_rows_sum") == 2000

@@ -1,0 +1,83 @@
+"""Everything the routes use, built once from Settings, opened at start and closed at stop.
+
+`Services.open()` migrates the schema and opens, in order: the query client (reports,
+readiness), the two read-only query services (the console, `/clickhouse/`), and the ingest
+pipeline (the write-ahead log and its consumer, or the batcher). `close()` takes them down in
+the reverse order. Handlers reach them with `server.state.services(request)`, typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from server import clickhouse_http, db, openapi, sql
+from server.auth import Keys
+from server.config import Settings
+from server.ingest.pipeline import Pipeline
+from server.ingest.routes import Ingest
+from server.ingest.validate import Limits
+from server.ingest.writer import EventWriter
+from server.metrics import Metrics
+from server.query_service import QueryService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    keys: Keys
+    openapi: dict[str, Any] = field(default_factory=openapi.document)
+    # Set by open():
+    query_client: Client = field(init=False)
+    console: QueryService = field(init=False)
+    clickhouse_queries: QueryService = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    ingest: Ingest = field(init=False)
+    _clients: list[Client] = field(init=False, default_factory=list)
+
+    async def open(self) -> None:
+        settings = self.settings
+        applied = await asyncio.to_thread(db.migrate, settings)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        self.query_client = self._connect()
+
+        def readonly_session(client_settings: dict[str, Any]) -> Client:
+            return db.connect(settings, client_settings=client_settings)
+
+        self.console = QueryService(readonly_session, sql.console_limits(settings), settings.sql_concurrency)
+        self.clickhouse_queries = QueryService(readonly_session, clickhouse_http.http_limits(settings),
+                                               settings.sql_concurrency)
+        self.pipeline = Pipeline(settings, self.metrics)
+        self.pipeline.open()
+        self.ingest = Ingest(
+            settings=settings,
+            limits=Limits.from_settings(settings),
+            sink=self.pipeline.sink,
+            activity_writer=EventWriter([self._connect()], "activities"),
+            metrics=self.metrics,
+            keys=self.keys,
+            dedup=self.pipeline.dedup(),
+            logged_ids=self.pipeline.logged_ids,
+        )
+
+    def _connect(self) -> Client:
+        client = db.connect(self.settings)
+        self._clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        await self.pipeline.close()
+        self.clickhouse_queries.close()
+        self.console.close()
+        for client in self._clients:
+            client.close()
+        self.metrics.close()
+

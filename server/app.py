@@ -103,7 +103,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             Route("/metrics", metrics.endpoint),
             Route("/openapi.json", openapi_endpoint),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(ingest_routes.EventsFastPath)],
         lifespan=lifespan,
     )
     app.state.services = opened

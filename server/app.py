@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from server import clickhouse_http, db, sql, web
 from server.auth import Keys
@@ -54,6 +56,21 @@ async def readyz(request: Request) -> Response:
     if pipeline.wal is not None and pipeline.wal.failure and not await asyncio.to_thread(pipeline.wal.probe):
         return json_response({"status": "unavailable", "reason": pipeline.wal.failure, **pipeline.status()}, 503)
     return json_response({"status": "ready", **pipeline.status()})
+
+
+class AnalyticsApp(Starlette):
+    """Starlette, with `POST /events` answered before its middleware stack (EventsFastPath)."""
+
+    def __init__(self, fast_path: ingest_routes.EventsFastPath, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_path = fast_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path.takes(scope):
+            scope["app"] = self  # as Starlette sets it: handlers reach their services through it
+            await self.fast_path(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app_from_env() -> Starlette:
@@ -91,7 +108,8 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             log.info("stopped: %s", "the log is synced; what its consumer did not insert stays in it"
                      if opened.pipeline.mode == "log" else "batcher drained and events_buffer flushed into events")
 
-    app = Starlette(
+    app = AnalyticsApp(
+        ingest_routes.EventsFastPath(metrics),
         routes=[
             *ingest_routes.routes(),
             *report_routes.routes(),
@@ -103,7 +121,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             Route("/metrics", metrics.endpoint),
             Route("/openapi.json", openapi_endpoint),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(ingest_routes.EventsFastPath)],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.services = opened

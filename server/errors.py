@@ -132,10 +132,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response(body, exc.status_code, exc.headers)
 
 
+INTERNAL_ERROR = {"error": {"code": "internal", "message": "internal error; nothing was stored by this request"}}
+
+
+def log_unexpected(method: str, path: str) -> None:
+    """A bug, not a client's error: logged with its traceback (call from an except block)."""
+    log.exception("unexpected error on %s %s", method, path)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    body = {"error": {"code": "internal", "message": "internal error; nothing was stored by this request"}}
-    return json_response(body, 500)
+    log_unexpected(request.method, request.url.path)
+    return json_response(INTERNAL_ERROR, 500)
 
 
 def install_error_handlers(app: Starlette) -> None:

@@ -47,6 +47,16 @@ class Metrics:
         self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r,
                                 multiprocess_mode="livesum")
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        # labels() validates and locks on every call; the labelled children are kept instead.
+        children = self._request_children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.request_seconds.labels(route))
+            self._request_children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> Response:
         registry = self.registry
@@ -71,7 +81,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._cache: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,19 +99,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            counter, histogram = self._children(label, status)
-            counter.inc()
-            histogram.observe(time.perf_counter() - started)
-
-    def _children(self, route: str, status: int) -> tuple[Counter, Histogram]:
-        # labels() validates and locks on every call; the labelled children are kept instead.
-        key = (route, status)
-        children = self._cache.get(key)
-        if children is None:
-            children = (self.metrics.requests.labels(route, str(status)), self.metrics.request_seconds.labels(route))
-            self._cache[key] = children
-        return children
+            self.metrics.observe_request(getattr(route, "path", None) or "unmatched", status,
+                                         time.perf_counter() - started)
 
 
 

@@ -18,11 +18,21 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from server.auth import Keys, check_apps, write_apps
 from server.config import Settings
-from server.errors import ApiError, BadBody, BodyTooLarge, RequestTimeout, Unavailable, ValidationFailed, first_line
+from server.errors import (
+    INTERNAL_ERROR,
+    ApiError,
+    BadBody,
+    BodyTooLarge,
+    RequestTimeout,
+    Unavailable,
+    ValidationFailed,
+    first_line,
+    log_unexpected,
+)
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
 from server.ingest.dedup import Dedup, LoggedIds
@@ -228,30 +238,34 @@ def routes() -> list[Route]:
 
 
 class EventsFastPath:
-    """Pure ASGI for the hottest route, `POST /events` (and `/events/`): the same pipeline as
-    `post_events`, without Starlette's router, request/response wrappers and exception
-    middleware in between. Other requests go on to the app. ApiErrors become their JSON answer
-    here; anything else goes up to the one handler (ServerErrorMiddleware), logged and 500."""
+    """`POST /events` (and `/events/`), the hottest route, answered before Starlette's middleware
+    stack, router and request/response wrappers (server/app.py calls it first): the same
+    pipeline as `post_events`, its metrics recorded here, ApiErrors answered as their JSON, and
+    anything else logged with its traceback and answered 500, as the one handler does.
+    Measured: 11,299 -> 13,894 requests/s inside the middleware stack; see README."""
 
     PATHS = frozenset({"/events", "/events/"})
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.route: Route | None = None  # for the metrics' route label
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    @classmethod
+    def takes(cls, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in cls.PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.PATHS:
-            await self.app(scope, receive, send)
-            return
-        if self.route is None:
-            self.route = next(r for r in scope["app"].routes if isinstance(r, Route) and r.path == "/events")
-        scope["route"] = self.route
+        started = time.perf_counter()
+        headers: dict[str, str] | None = None
         try:
             stored = await store_events(Request(scope, receive))
-            status, body, headers = 202, orjson.dumps(stored.body()), None
+            status, body = 202, orjson.dumps(stored.body())
         except ApiError as error:
             status, body, headers = error.status, orjson.dumps(error.body()), error.headers
+        except Exception:
+            log_unexpected(scope["method"], scope["path"])
+            status, body = 500, orjson.dumps(INTERNAL_ERROR)
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
+        self.metrics.observe_request("/events", status, time.perf_counter() - started)

@@ -19,7 +19,7 @@ from server import clickhouse_http, db, openapi, sql
 from server.auth import Keys
 from server.config import Settings
 from server.ingest.pipeline import Pipeline
-from server.ingest.routes import Ingest
+from server.ingest.routes import BodyDeadlines, Ingest
 from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
@@ -40,6 +40,7 @@ class Services:
     clickhouse_queries: QueryService = field(init=False)
     pipeline: Pipeline = field(init=False)
     ingest: Ingest = field(init=False)
+    body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
     _clients: list[Client] = field(init=False, default_factory=list)
 
     async def open(self) -> None:
@@ -74,6 +75,7 @@ class Services:
         return client
 
     async def close(self) -> None:
+        await self.body_deadlines.close()
         await self.pipeline.close()
         self.clickhouse_queries.close()
         self.console.close()

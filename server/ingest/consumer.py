@@ -109,6 +109,14 @@ class Consumer:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def unconsumed_from(self) -> Position:
+        """Where the events not known to be in ClickHouse begin: the batch in flight at the last
+        stop (sent again first), or the next position."""
+        if self._recovering is not None:
+            return Position(self._recovering.segment, self._recovering.start)
+        return self.position
+
     def durable(self, end: Position) -> None:
         """Called by the writer: the log is synced up to `end`."""
         with self._condition:
@@ -131,6 +139,8 @@ class Consumer:
     def stop(self, timeout: float) -> None:
         """Insert what can be inserted within `timeout`, then stop; the rest stays in the log.
         Returns after the thread has ended, so that nothing is written after the stop."""
+        if self._thread.ident is None:
+            return  # never started (the start-up failed before it)
         with self._condition:
             self._deadline = time.monotonic() + timeout
             self._hurry = True

@@ -193,3 +193,25 @@ def test_readyz_says_which_acknowledgement_and_what_waits(make_settings, mode):
         ready = api.get("/readyz").json()
     assert ready["status"] == "ready" and ready["ack"] == mode
     assert ("log_bytes" in ready) == (mode == "log") and ("queued_rows" in ready) == (mode == "insert")
+
+
+def test_a_retry_during_recovery_of_a_batch_in_flight_is_recognised(make_settings):
+    """A crash after the checkpoint said `intent` and before `done`: at the next start that
+    batch is sent again first. Until it is in ClickHouse its ids count as in the log, so a
+    client's retry meanwhile is a duplicate, not a second copy."""
+    settings = make_settings(log_batch_seconds=3600, stop_timeout_seconds=0)
+    batch = [dict(event, event_id=str(uuid.uuid4())) for event in events(4, 30)]
+    with TestClient(create_app(settings)) as api:
+        assert api.post("/events", json=batch).json() == {"accepted": 30}
+    [segment] = sorted(Path(settings.log_dir).glob("wal-*.seg"))
+    # The state a crash between the intent checkpoint and the INSERT's end leaves behind.
+    (Path(settings.log_dir) / "checkpoint.json").write_text(orjson.dumps(
+        {"segment": int(segment.stem.split("-")[1]), "start": 0, "end": segment.stat().st_size, "state": "intent"}
+    ).decode())
+    admin = db.connect(settings)
+    admin.command("RENAME TABLE events TO events_away")  # the recovery's INSERT keeps failing
+    with TestClient(create_app(replace(settings, stop_timeout_seconds=30))) as api:
+        assert api.post("/events", json=batch).json() == {"accepted": 30, "duplicates": 30}
+        admin.command("RENAME TABLE events_away TO events")
+    admin.close()
+    assert query(settings, "SELECT count(), uniqExact(event_id) FROM events") == [(30, 30)]

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, db, sql, web
+from server import clickhouse_http, console, db, web
 from server.auth import Keys
 from server.config import Settings
 from server.errors import first_line, install_error_handlers
@@ -113,7 +113,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
         routes=[
             *ingest_routes.routes(),
             *report_routes.routes(),
-            *sql.routes(),
+            *console.routes(),
             *clickhouse_http.routes(),
             *web.routes(),
             Route("/healthz", healthz),

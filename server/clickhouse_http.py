@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from server.bodies import read_decoded_body
 from server.config import Settings
-from server.ingest.routes import read_decoded_body
 from server.query_service import Limits, QueryRefused
 from server.state import services
 

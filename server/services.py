@@ -15,11 +15,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from server import clickhouse_http, db, openapi, sql
+from server import clickhouse_http, console, db, openapi
 from server.auth import Keys
+from server.bodies import BodyDeadlines
 from server.config import Settings
 from server.ingest.pipeline import Pipeline
-from server.ingest.routes import BodyDeadlines, Ingest
+from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
@@ -53,7 +54,7 @@ class Services:
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)
 
-        self.console = QueryService(readonly_session, sql.console_limits(settings), settings.sql_concurrency)
+        self.console = QueryService(readonly_session, console.console_limits(settings), settings.sql_concurrency)
         self.clickhouse_queries = QueryService(readonly_session, clickhouse_http.http_limits(settings),
                                                settings.sql_concurrency)
         self.pipeline = Pipeline(settings, self.metrics)

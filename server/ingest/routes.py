@@ -8,7 +8,6 @@ to the sink and answers 202 only once they are durable: fdatasync'd in the write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,19 +15,19 @@ from typing import Any, Protocol
 
 import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from server.auth import Keys, check_apps, write_apps
+from server.bodies import read_decoded_body
 from server.config import Settings
 from server.errors import (
     INTERNAL_ERROR,
     ApiError,
     BadBody,
     BodyTooLarge,
-    RequestTimeout,
     Unavailable,
     ValidationFailed,
     first_line,
@@ -37,7 +36,7 @@ from server.errors import (
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
 from server.ingest.dedup import Dedup, LoggedIds
-from server.ingest.parse import decode_content, parse_body, parse_json
+from server.ingest.parse import parse_body, parse_json
 from server.ingest.validate import Limits, Row, validate_events
 from server.ingest.wal import LogFull, LogWriteFailed, Position
 from server.ingest.writer import EventWriter, encode_rows
@@ -84,91 +83,6 @@ class Stored:
 
 def _ingest(request: Request) -> Ingest:
     return services(request).ingest
-
-
-class BodyDeadlines:
-    """Cancels the requests whose body takes longer than BODY_TIMEOUT_SECONDS to arrive: one sweep
-    every SWEEP_SECONDS over the requests reading a body, instead of a timer for each (a timer
-    handle cost ~1.7 µs a request; asyncio.timeout() was ~5% of a one-event request's CPU). A
-    slow body is cut between the timeout and the timeout plus one sweep."""
-
-    SWEEP_SECONDS = 0.25
-
-    def __init__(self) -> None:
-        self._reading: dict[asyncio.Task[Any], float] = {}
-        self._cancelled: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-
-    def watch(self, task: asyncio.Task[Any], timeout: float) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="body-deadlines")
-        self._reading[task] = time.monotonic() + timeout
-
-    def forget(self, task: asyncio.Task[Any]) -> None:
-        self._reading.pop(task, None)
-        self._cancelled.discard(task)
-
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        return task in self._cancelled
-
-    async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.SWEEP_SECONDS)
-            now = time.monotonic()
-            for task, deadline in list(self._reading.items()):
-                if now >= deadline and task not in self._cancelled:
-                    self._cancelled.add(task)
-                    task.cancel()
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)
-    and with 408 when the client takes longer than BODY_TIMEOUT_SECONDS to send it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
-    found = services(request)
-    timeout = found.settings.body_timeout_seconds
-    task = asyncio.current_task()
-    assert task is not None
-    found.body_deadlines.watch(task, timeout)
-    chunks, size = [], 0
-    try:
-        # The ASGI messages themselves, not request.stream(): its async generator was a measurable
-        # part of a one-event request.
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_bytes:
-                raise BodyTooLarge(f"body is over the limit of {max_bytes} bytes", field="body")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-    except ClientDisconnect:
-        raise BadBody("the client disconnected before sending the whole body", field="body") from None
-    except asyncio.CancelledError:
-        if not found.body_deadlines.expired(task):
-            raise
-        task.uncancel()
-        raise RequestTimeout(f"the body took longer than {timeout:g} s to arrive", field="body") from None
-    finally:
-        found.body_deadlines.forget(task)
-    return b"".join(chunks)
-
-
-async def read_decoded_body(request: Request, max_bytes: int) -> bytes:
-    """The body within `max_bytes`, its Content-Encoding undone (also within `max_bytes`)."""
-    body = await read_body(request, max_bytes)
-    return decode_content(body, request.headers.get("content-encoding"), max_bytes)
 
 
 async def read_items(request: Request, ingest: Ingest) -> list[Any]:

@@ -14,9 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth import read_protected
+from server.bodies import read_decoded_body
 from server.errors import BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
-from server.ingest.routes import read_decoded_body
 from server.reports import queries
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
 from server.responses import json_response

@@ -1,4 +1,5 @@
-"""POST /sql: the read-only SQL console behind the web page (and the read token).
+"""POST /sql: the read-only SQL console behind the web page (and the read token). (The module is
+named for what it is; the route keeps its path.)
 
 The query runs through the read-only query service (server/query_service.py): parsed and checked
 by ClickHouse's parser, then run on a `readonly=1` session with time and memory limits and
@@ -13,9 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth import read_protected
+from server.bodies import read_decoded_body
 from server.config import Settings
 from server.errors import ApiError, BadBody
-from server.ingest.routes import read_decoded_body
 from server.query_service import Limits, QueryRefused
 from server.state import services
 

@@ -80,7 +80,7 @@ def main() -> None:
             stop.set()
             sampler.join()
             server.stop()
-        stored = count_stored(directory)
+        stored = count_stored(f"{directory}/clickhouse")
     acknowledged = figures.requests - figures.errors
     settled = [mb for t, mb in samples if t >= 60] or [mb for _, mb in samples]
     report = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rate": args.rate, "seconds": seconds,

@@ -15,7 +15,7 @@ The engine itself is confined too (server/db.py): its `user_files_path`, `user_s
 `format_schema_path` point at an empty directory of the server's own. (chDB, like clickhouse-local,
 still lets `file()` read absolute paths: that is why step 2 exists.)
 
-After any error a client is closed and replaced: chDB leaves the unread output of a query stopped
+After any error a client is closed (a new one is made at the next use): chDB leaves the unread output of a query stopped
 mid-way (a result limit, a timeout) in its connection and hands it to the next query (measured:
 the next `SELECT 2` returned random bytes of the stopped query).
 """
@@ -151,12 +151,16 @@ class QueryService:
         self._open: set[Client] = set()
         self._lock = threading.Lock()
         self._slots = asyncio.Semaphore(concurrency)
-        for _ in range(concurrency):
-            self._idle.put(self._new_client())
-        with self._lease() as client:
-            self.table_functions = _names(client, "SELECT lower(name) FROM system.table_functions")
-            self.output_formats = _names(client, "SELECT lower(name) FROM system.formats WHERE is_output")
-            self.version = str(client.query("SELECT version()").result_rows[0][0])
+        # Sessions and the engine's catalog are made at first use: most processes (and tests)
+        # never run client SQL, and each session costs ~10-40 ms to open.
+        self._catalog: tuple[frozenset[str], frozenset[str]] | None = None
+
+    def _catalog_of(self, client: Client) -> tuple[frozenset[str], frozenset[str]]:
+        """(table functions, output formats) the engine knows, lower-cased; read once."""
+        if self._catalog is None:
+            self._catalog = (_names(client, "SELECT lower(name) FROM system.table_functions"),
+                             _names(client, "SELECT lower(name) FROM system.formats WHERE is_output"))
+        return self._catalog
 
     def _new_client(self) -> Client:
         client = self._connect_with(self._limits.client_settings())
@@ -166,7 +170,12 @@ class QueryService:
 
     @contextmanager
     def _lease(self) -> Iterator[Client]:
-        client = self._idle.get()
+        """An idle session, or a new one (at most `concurrency` are leased at once: the callers
+        hold a slot of the semaphore)."""
+        try:
+            client = self._idle.get_nowait()
+        except queue.Empty:
+            client = self._new_client()
         try:
             yield client
         except BaseException:
@@ -174,10 +183,8 @@ class QueryService:
             with self._lock:
                 self._open.discard(client)
             client.close()
-            client = self._new_client()
             raise
-        finally:
-            self._idle.put(client)
+        self._idle.put(client)
 
     @contextmanager
     def _session(self, overrides: dict[str, str]) -> Iterator[Client]:
@@ -238,10 +245,11 @@ class QueryService:
             tree = client.raw_query("EXPLAIN AST " + canonical, parameters=used or None).decode("utf-8", "replace")
         except DatabaseError as error:
             raise QueryRefused.from_engine(error) from None
-        refusal = query_policy.refusal(tree, self.table_functions)
+        table_functions, output_formats = self._catalog_of(client)
+        refusal = query_policy.refusal(tree, table_functions)
         if refusal is not None:
             raise QueryRefused.of(refusal)
-        return Checked(canonical, query_policy.statement(tree, self.output_formats), used)
+        return Checked(canonical, query_policy.statement(tree, output_formats), used)
 
     def rows(self, sql: str, max_rows: int) -> Rows:
         """Run `sql` and return its rows (the console): at most `max_rows`, `truncated` when cut."""
@@ -268,10 +276,10 @@ class QueryService:
             settings: dict[str, str]) -> RawAnswer:
         """Run `sql` and return the engine's output bytes in its FORMAT (or `default_format`),
         with the query's own `settings` (see `session_overrides`)."""
-        if default_format.lower() not in self.output_formats:
-            raise QueryRefused(73, "UNKNOWN_FORMAT", f"Code: 73. DB::Exception: Unknown output format "
-                               f"{default_format}. (UNKNOWN_FORMAT)")
         with self._session(self.session_overrides(settings)) as client:
+            if default_format.lower() not in self._catalog_of(client)[1]:
+                raise QueryRefused(73, "UNKNOWN_FORMAT", f"Code: 73. DB::Exception: Unknown output format "
+                                   f"{default_format}. (UNKNOWN_FORMAT)")
             checked = self.check(client, sql, parameters)
             output_format = checked.statement.output_format or default_format
             text = checked.sql if checked.statement.output_format else f"{checked.sql}\nFORMAT {default_format}"

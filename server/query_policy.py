@@ -65,14 +65,6 @@ def _denied(message: str) -> Refusal:
     return Refusal(497, "ACCESS_DENIED", message)
 
 
-@dataclass(frozen=True)
-class Statement:
-    """The parts of a parsed statement the service needs: its kind and its FORMAT clause."""
-
-    kind: str
-    output_format: str | None
-
-
 def parse_tree(tree: str) -> list[tuple[int, str, str]]:
     """(depth, node kind, first word after the kind) for every line of `EXPLAIN AST` output."""
     nodes = []
@@ -118,10 +110,10 @@ def refusal(tree: str, table_functions: frozenset[str]) -> Refusal | None:
     return None
 
 
-def statement(tree: str, output_formats: frozenset[str]) -> Statement:
-    """The statement's kind and its FORMAT clause: the last identifier straight under the root
-    that names an output format (`output_formats`, lower-cased). SHOW and EXISTS also keep the
-    names of databases and tables there, before the FORMAT clause."""
-    nodes = parse_tree(tree)
-    formats = [name for depth, kind, name in nodes if depth == 1 and kind == "Identifier" and name.lower() in output_formats]
-    return Statement(nodes[0][1] if nodes else "", formats[-1] if formats else None)
+def output_format(tree: str, output_formats: frozenset[str]) -> str | None:
+    """The statement's FORMAT clause: the last identifier straight under the root that names an
+    output format (`output_formats`, lower-cased). SHOW and EXISTS also keep the names of
+    databases and tables there, before the FORMAT clause."""
+    formats = [name for depth, kind, name in parse_tree(tree)
+               if depth == 1 and kind == "Identifier" and name.lower() in output_formats]
+    return formats[-1] if formats else None

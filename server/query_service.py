@@ -36,7 +36,6 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from server import query_policy
-from server.query_policy import Statement
 
 PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:")
 WRAPPER_SCOPE = re.compile(r"[.\s:]*In scope SELECT formatQuery\(.*\)\.(?= \()", re.DOTALL)
@@ -73,11 +72,11 @@ class QueryRefused(Exception):
 
 @dataclass(frozen=True)
 class Checked:
-    """A statement the policy allows: its canonical text, its kind and FORMAT clause, and the
-    query parameters it uses."""
+    """A statement the policy allows: its canonical text, its FORMAT clause (None without one),
+    and the query parameters it uses."""
 
     sql: str
-    statement: Statement
+    output_format: str | None
     parameters: dict[str, str]
 
 
@@ -249,13 +248,13 @@ class QueryService:
         refusal = query_policy.refusal(tree, table_functions)
         if refusal is not None:
             raise QueryRefused.of(refusal)
-        return Checked(canonical, query_policy.statement(tree, output_formats), used)
+        return Checked(canonical, query_policy.output_format(tree, output_formats), used)
 
     def rows(self, sql: str, max_rows: int) -> Rows:
         """Run `sql` and return its rows (the console): at most `max_rows`, `truncated` when cut."""
         with self._lease() as client:
             checked = self.check(client, sql)
-            if checked.statement.output_format:
+            if checked.output_format:
                 raise QueryRefused(62, "SYNTAX_ERROR", "Code: 62. DB::Exception: the console shows rows itself: "
                                    "leave out the FORMAT clause (or use /clickhouse/). (SYNTAX_ERROR)")
             started = time.perf_counter()
@@ -281,8 +280,8 @@ class QueryService:
                 raise QueryRefused(73, "UNKNOWN_FORMAT", f"Code: 73. DB::Exception: Unknown output format "
                                    f"{default_format}. (UNKNOWN_FORMAT)")
             checked = self.check(client, sql, parameters)
-            output_format = checked.statement.output_format or default_format
-            text = checked.sql if checked.statement.output_format else f"{checked.sql}\nFORMAT {default_format}"
+            output_format = checked.output_format or default_format
+            text = checked.sql if checked.output_format else f"{checked.sql}\nFORMAT {default_format}"
             started = time.perf_counter()
             try:
                 client.database = database

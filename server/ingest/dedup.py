@@ -71,10 +71,6 @@ class LoggedIds:
         with self._lock:
             return {event_id for event_id in ids if event_id in self._ids}
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._ids)
-
     def rebuild(self, wal: WriteAheadLog, start: Position) -> None:
         """Read the ids of every event the log holds from `start` on (at start-up)."""
         for segment in wal.segments():

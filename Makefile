@@ -32,6 +32,7 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE)) $(if $(STORED),--stored $(STORED))
+	$(BIN)/python -m loadgen.bench_enrich
 
 # Where the CPU goes under wrk load, by stage (py-spy): BATCH events a request (1).
 profile: $(STAMP)

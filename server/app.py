@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from server import clickhouse_http, console, db, web
 from server.auth import Keys
 from server.config import Settings
+from server.cors import Cors
 from server.errors import first_line, install_error_handlers
 from server.ingest import routes as ingest_routes
 from server.metrics import Metrics, MetricsMiddleware
@@ -59,13 +60,20 @@ async def readyz(request: Request) -> Response:
 
 
 class AnalyticsApp(Starlette):
-    """Starlette, with `POST /events` answered before its middleware stack (EventsFastPath)."""
+    """Starlette, with CORS on the ingest routes (server/cors.py) and `POST /events` answered
+    before its middleware stack (EventsFastPath)."""
 
-    def __init__(self, fast_path: ingest_routes.EventsFastPath, **kwargs: Any) -> None:
+    def __init__(self, fast_path: ingest_routes.EventsFastPath, cors: Cors, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_path = fast_path
+        self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.cors.applies(scope):
+            with_cors = await self.cors(scope, receive, send)
+            if with_cors is None:  # a preflight, answered
+                return
+            send = with_cors
         if self.fast_path.takes(scope):
             scope["app"] = self  # as Starlette sets it: handlers reach their services through it
             await self.fast_path(scope, receive, send)
@@ -110,6 +118,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
 
     app = AnalyticsApp(
         ingest_routes.EventsFastPath(metrics),
+        Cors(settings.cors_origins),
         routes=[
             *ingest_routes.routes(),
             *report_routes.routes(),

@@ -1,5 +1,7 @@
 """Optional keys: write keys per `app_id` on the ingest routes, one read token on the report and
-SQL routes. A key comes as `Authorization: Bearer <key>` or in `X-Write-Key` / `X-Read-Token`.
+SQL routes. A key comes as `Authorization: Bearer <key>` or in `X-Write-Key` / `X-Read-Token`; a
+write key also as `?key=` (the page tracker's beacons cannot set headers; a key in a public page
+is public anyway: it can only write its app's events).
 
 Keys are compared in constant time (hmac.compare_digest against every configured key, so the
 time taken says nothing about which one nearly matched) and never logged or echoed. With none
@@ -59,8 +61,11 @@ def write_apps(request: Request, keys: Keys) -> frozenset[str] | None:
     if keys.open_for_writes:
         return None
     presented = _presented(request, "x-write-key")
+    if presented is None and request.query_params.get("key"):
+        presented = request.query_params["key"].encode()  # the page tracker: sendBeacon sets no headers
     if presented is None:
-        raise Unauthorized("a write key is required: send Authorization: Bearer <key> or X-Write-Key", "authorization")
+        raise Unauthorized("a write key is required: send Authorization: Bearer <key>, X-Write-Key or ?key=",
+                           "authorization")
     apps = {app for app, key in keys.write if hmac.compare_digest(presented, key)}  # every key compared
     if not apps:
         raise Unauthorized("the write key is not valid", "authorization")

@@ -60,13 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         # Each worker builds its app from the environment (a ClickHouse server: checked by Settings).
         uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.web_concurrency,
                     host=settings.host, port=settings.port, access_log=settings.access_log,
-                    log_level=settings.log_level, log_config=None)
+                    log_level=settings.log_level, log_config=None,
+                    forwarded_allow_ips=settings.forwarded_allow_ips)
         return 0
     from server.app import create_app
 
     # The embedded engine allows one process per data directory: one process, one event loop.
     uvicorn.run(create_app(settings, freeze_after_start=True), host=settings.host, port=settings.port,
-                access_log=settings.access_log, log_level=settings.log_level, log_config=None)
+                access_log=settings.access_log, log_level=settings.log_level, log_config=None,
+                forwarded_allow_ips=settings.forwarded_allow_ips)
     return 0
 
 

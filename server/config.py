@@ -67,6 +67,17 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "Token for the report and SQL routes, and the password of `/clickhouse/`. Unset: they are open "
         "(logged at start).",
     ),
+    "CORS_ORIGINS": (
+        "*",
+        "Origins whose pages may send events from a browser (CORS on the ingest routes, preflight "
+        "included): `*` for any, or a comma-separated list such as `https://shop.example,https://blog.example`.",
+    ),
+    "FORWARDED_ALLOW_IPS": (
+        "127.0.0.1",
+        "Proxies trusted to name the client: from these peers uvicorn takes the client IP from "
+        "`X-Forwarded-For` (comma-separated addresses or networks, `*` for any). The IP gives the "
+        "country and the visitor id and is stored nowhere.",
+    ),
     "BODY_TIMEOUT_SECONDS": (
         "10",
         "Longest time a client may take to send a request body; slower gets 408.",
@@ -169,6 +180,8 @@ class Settings:
     prometheus_multiproc_dir: str = ""
     write_keys: str = ""
     read_token: str = ""
+    cors_origins: str = "*"
+    forwarded_allow_ips: str = "127.0.0.1"
     body_timeout_seconds: float = 10.0
     ack: str = ""
     log_dir: str = ""

@@ -29,6 +29,7 @@ class Metrics:
             "http_request_duration_seconds", "HTTP request latency by route", ["route"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.events_accepted = Counter("events_accepted", "Events stored and acknowledged", registry=r)
+        self.events_bot = Counter("events_bot", "Events stored flagged is_bot (left out of reports)", registry=r)
         self.events_rejected = Counter("events_rejected", "Events refused, by reason", ["reason"], registry=r)
         self.batch_rows = Histogram("batch_rows", "Rows per INSERT (group commit batch size)", buckets=BATCH_BUCKETS, registry=r)
         self.insert_seconds = Histogram("insert_duration_seconds", "Latency of one INSERT", buckets=LATENCY_BUCKETS, registry=r)

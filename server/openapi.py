@@ -46,9 +46,13 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
+PREFLIGHT = {"summary": "CORS preflight from a page (CORS_ORIGINS)",
+             "responses": {"204": {"description": "allowed"}, **_errors(403)}}
+
+
 def _ingest(summary: str) -> dict[str, Any]:
     body = {"oneOf": [EVENT, {"type": "array", "items": EVENT}]}
-    return {"post": {
+    return {"options": PREFLIGHT, "post": {
         "summary": summary,
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": body},
@@ -72,6 +76,7 @@ RANGE = [
     _param("to", "last day, YYYY-MM-DD (default: today)"),
     _param("tz", "IANA time zone of the days (default UTC)"),
     _param("app_id", "only this app"), _param("country", "only this country"), _param("event", "only this event's users"),
+    _param("bots", "exclude (default) or include the events flagged is_bot", enum=["exclude", "include"]),
 ]
 
 
@@ -84,7 +89,7 @@ def document() -> dict[str, Any]:
     ingest = {path: _ingest("Send events") for path in
               ("/events", "/events/", "/event", "/event/", "/analytics/event", "/analytics/event/")}
     ingest["/api/v1/event/save"] = _ingest("Seed 000: send events, answered with message_id")
-    activities = {"post": {"summary": "Seed 003: database activity records",
+    activities = {"options": PREFLIGHT, "post": {"summary": "Seed 003: database activity records",
                            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                            "responses": {"202": {"description": "stored", **JSON_ANSWER},
                                          **_errors(400, 401, 408, 413, 415, 422, 503)}}}
@@ -103,6 +108,12 @@ def document() -> dict[str, Any]:
                                       _param("period", "day or week", enum=["day", "week"])),
         "/reports/revenue": _report("Revenue and paying users per day"),
         "/reports/events": _report("Events per hour and name"),
+        "/reports/breakdown": _report(
+            "Visitors and events per value of one column: the top N and the rest",
+            _param("by", "the column", True, enum=["browser", "os", "device_type", "country", "referrer_domain",
+                                                    "utm_source", "utm_medium", "utm_campaign", "screen", "event",
+                                                    "app_id"]),
+            _param("limit", "values listed, 1 to 100 (default 10)")),
         "/api/v1/crm/user-stat/total-user": _report("Seed 000: total users"),
         "/api/v1/crm/daily-stat/active-user": {"post": {
             "summary": "Seed 000: active users per day (JSON body with from/to)",
@@ -136,6 +147,9 @@ def document() -> dict[str, Any]:
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/": {"get": {"summary": "The built-in page: Live, Reports, SQL", "responses": {"200": {
             "description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/t.js": {"get": {"summary": "The page tracker (plain JavaScript, gzipped when accepted)",
+                          "responses": {"200": {"description": "JavaScript",
+                                                "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
         "/static/{name}": {"get": {"summary": "The page's files", "parameters": [
             {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "the file", "content": {"*/*": {"schema": {"type": "string"}}}},

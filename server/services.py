@@ -1,8 +1,9 @@
 """Everything the routes use, built once from Settings, opened at start and closed at stop.
 
 `Services.open()` migrates the schema and opens, in order: the query client (reports,
-readiness), the two read-only query services (the console, `/clickhouse/`), and the ingest
-pipeline (the write-ahead log and its consumer, or the batcher). `close()` takes them down in
+readiness), the two read-only query services (the console, `/clickhouse/`), the visitors'
+daily salts (refreshed every VISITOR_SALT_REFRESH_SECONDS) and the ingest pipeline (the
+write-ahead log and its consumer, or the batcher). `close()` takes them down in
 the reverse order. Handlers reach them with `server.state.services(request)`, typed.
 """
 
@@ -14,19 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server import clickhouse_http, console, db, openapi
 from server.auth import Keys
 from server.bodies import BodyDeadlines
 from server.config import Settings
+from server.errors import first_line
+from server.ingest.enrich import Enricher
 from server.ingest.pipeline import Pipeline
 from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
+from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
 
 log = logging.getLogger(__name__)
+
+# Tomorrow's salt is made ahead, so this only bounds how long after midnight yesterday's is deleted.
+VISITOR_SALT_REFRESH_SECONDS = 600
 
 
 @dataclass
@@ -41,6 +49,8 @@ class Services:
     clickhouse_queries: QueryService = field(init=False)
     pipeline: Pipeline = field(init=False)
     ingest: Ingest = field(init=False)
+    visitors: Visitors = field(init=False)
+    _refresher: asyncio.Task[None] | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
     _clients: list[Client] = field(init=False, default_factory=list)
 
@@ -57,6 +67,9 @@ class Services:
         self.console = QueryService(readonly_session, console.console_limits(settings), settings.sql_concurrency)
         self.clickhouse_queries = QueryService(readonly_session, clickhouse_http.http_limits(settings),
                                                settings.sql_concurrency)
+        self.visitors = Visitors(self._connect())
+        await asyncio.to_thread(self.visitors.refresh)
+        self._refresher = asyncio.create_task(self._refresh_salts())
         self.pipeline = Pipeline(settings, self.metrics)
         self.pipeline.open()
         self.ingest = Ingest(
@@ -67,8 +80,17 @@ class Services:
             metrics=self.metrics,
             keys=self.keys,
             dedup=self.pipeline.dedup(),
+            enricher=Enricher(self.visitors, settings.max_string_length),
             logged_ids=self.pipeline.logged_ids,
         )
+
+    async def _refresh_salts(self) -> None:
+        while True:
+            await asyncio.sleep(VISITOR_SALT_REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(self.visitors.refresh)
+            except ClickHouseError as exc:  # the salts in memory go on; the next round tries again
+                log.error("could not refresh the visitors' daily salts: %s", first_line(exc))
 
     def _connect(self) -> Client:
         client = db.connect(self.settings)
@@ -76,6 +98,8 @@ class Services:
         return client
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         await self.body_deadlines.close()
         await self.pipeline.close()
         self.clickhouse_queries.close()

@@ -1,9 +1,11 @@
 """GET /: the built-in page (Live, Reports, SQL) and its static files, shipped in server/web/.
 No build step: plain HTML, CSS and JavaScript, with uPlot 1.6.31 (MIT, vendor/uPlot.LICENSE)
-vendored from the npm registry. Only the files in that directory are served, by name."""
+vendored from the npm registry. Only the files in that directory are served, by name.
+GET /t.js: the page tracker (server/web/t.js)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
@@ -15,6 +17,8 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                ".css": "text/css; charset=utf-8", ".LICENSE": "text/plain; charset=utf-8"}
 FILES = {str(path.relative_to(WEB_DIR)): path for path in WEB_DIR.rglob("*") if path.suffix in MEDIA_TYPES}
+TRACKER = (WEB_DIR / "t.js").read_bytes()
+TRACKER_GZIP = gzip.compress(TRACKER, compresslevel=9, mtime=0)
 
 
 async def index(request: Request) -> Response:
@@ -28,5 +32,14 @@ async def static(request: Request) -> Response:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "max-age=300"})
 
 
+async def tracker(request: Request) -> Response:
+    """The page tracker, gzipped for clients that take it (~1.7 KB instead of ~3.8 KB)."""
+    headers = {"Cache-Control": "max-age=3600", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(TRACKER_GZIP, media_type=MEDIA_TYPES[".js"], headers={**headers, "Content-Encoding": "gzip"})
+    return Response(TRACKER, media_type=MEDIA_TYPES[".js"], headers=headers)
+
+
 def routes() -> list[Route]:
-    return [Route("/", index, methods=["GET"]), Route("/static/{name:path}", static, methods=["GET"])]
+    return [Route("/", index, methods=["GET"]), Route("/static/{name:path}", static, methods=["GET"]),
+            Route("/t.js", tracker, methods=["GET"])]

@@ -20,6 +20,7 @@ FROM
               AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
               AND ({country:String} = '' OR country = {country:String})
+              AND ({bots:UInt8} = 1 OR is_bot = 0)
               AND ({event:String} = '' OR event = {event:String})
             UNION ALL
             SELECT toDate({lookback_day:String}) + number AS date, arrayReduce('uniqExactState', emptyArrayString()) AS users

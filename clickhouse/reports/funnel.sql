@@ -12,6 +12,7 @@ FROM
       AND event IN {steps:Array(String)}
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
+      AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user_id
 )
 GROUP BY level

@@ -12,6 +12,7 @@ FROM
       AND event IN ({numerator:String}, {denominator:String})
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
+      AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY date, user_id
     HAVING denominator_count > 0
 )

@@ -10,7 +10,7 @@ FROM
     INNER JOIN
     (
         SELECT user_id, first
-        FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String})
+        FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String}, bots = {bots:UInt8})
         WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
           AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
     ) AS c ON e.user_id = c.user_id
@@ -18,6 +18,7 @@ FROM
       AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND ({app_id:String} = '' OR e.app_id = {app_id:String})
       AND ({country:String} = '' OR e.country = {country:String})
+      AND ({bots:UInt8} = 1 OR e.is_bot = 0)
       AND ({event:String} = '' OR e.event = {event:String})
 )
 GROUP BY cohort, periods_later

@@ -5,6 +5,7 @@ WHERE bucket >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
   AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
   AND ({app_id:String} = '' OR app_id = {app_id:String})
   AND ({country:String} = '' OR country = {country:String})
+  AND ({bots:UInt8} = 1 OR is_bot = 0)
   AND ({event:String} = '' OR event = {event:String})
 GROUP BY date
 ORDER BY date

@@ -16,6 +16,7 @@ FROM
       AND sessions.started < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
+      AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY session_id, user_id
     UNION ALL
     SELECT min(dt) AS started, max(dt) AS ended
@@ -35,6 +36,7 @@ FROM
               AND dt < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
               AND ({country:String} = '' OR country = {country:String})
+              AND ({bots:UInt8} = 1 OR is_bot = 0)
         )
     )
     GROUP BY user_id, session_number

@@ -36,6 +36,7 @@ from server.errors import (
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
 from server.ingest.dedup import Dedup, LoggedIds
+from server.ingest.enrich import Enricher, Sender
 from server.ingest.parse import parse_body, parse_json
 from server.ingest.validate import Limits, Row, validate_events
 from server.ingest.wal import LogFull, LogWriteFailed, Position
@@ -63,6 +64,7 @@ class Ingest:
     metrics: Metrics
     keys: Keys
     dedup: Dedup
+    enricher: Enricher
     logged_ids: LoggedIds | None  # ACK=log: ids in the log, not yet in ClickHouse
 
 
@@ -107,11 +109,13 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     try:
         apps = write_apps(request, ingest.keys)
         items = await read_items(request, ingest)
-        rows, errors = validate_events(items, ingest.limits)
+        sender = Sender.of(request)
+        rows, errors = validate_events(items, ingest.limits, anonymous=sender.can_be_visitor)
         if errors:
             ingest.metrics.events_rejected.labels("validation").inc(len(items))
             raise ValidationFailed(errors)
         check_apps(rows, apps)
+        bots = ingest.enricher.enrich(rows, sender)
         claim = await ingest.dedup.claim(rows)
         try:
             if with_event_ids:
@@ -125,6 +129,8 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
             ingest.metrics.events_rejected.labels(exc.code).inc()
         raise
     ingest.metrics.events_accepted.inc(len(claim.rows))
+    if bots:
+        ingest.metrics.events_bot.inc(bots)
     if claim.duplicates:
         ingest.metrics.events_duplicate.inc(claim.duplicates)
     return Stored(claim.rows, claim.duplicates)

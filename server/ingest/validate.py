@@ -36,7 +36,8 @@ ALIASES = {
     "user_id": "user_id", "userid": "user_id",
     "screen": "screen", "page": "screen",
 }
-OPTIONAL_STRINGS = ("session_id", "elem", "app_id", "type", "country", "region", "city")
+OPTIONAL_STRINGS = ("session_id", "elem", "app_id", "type", "country", "region", "city", "referrer",
+                    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 REQUIRED = ("dt", "event", "user_id")
 
 
@@ -62,8 +63,11 @@ class Invalid(Exception):
     """One field's value is unusable; caught inside this module and turned into a FieldError."""
 
 
-def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None) -> tuple[list[Row], list[FieldError]]:
-    """Validate every item; return (rows, []) or ([], errors) — a batch is all or nothing."""
+def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None,
+                    anonymous: bool = False) -> tuple[list[Row], list[FieldError]]:
+    """Validate every item; return (rows, []) or ([], errors) — a batch is all or nothing.
+
+    `anonymous`: events may leave out `user_id` (enrich.py gives them a visitor id)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     received_at = epoch_ms_text(now_ms)
     latest_ms = now_ms + limits.max_future_ms
@@ -73,7 +77,7 @@ def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None)
         if not isinstance(item, dict):
             errors.append(FieldError(index, "(event)", f"must be an object, got {kind_of(item)}"))
             continue
-        row = _validate_event(index, item, limits, latest_ms, errors)
+        row = _validate_event(index, item, limits, latest_ms, errors, anonymous)
         if row is not None:
             row["received_at"] = received_at
             rows.append(row)
@@ -81,7 +85,7 @@ def validate_events(items: list[Any], limits: Limits, now_ms: int | None = None)
 
 
 def _validate_event(index: int, item: dict[str, Any], limits: Limits, latest_ms: int,
-                    errors: list[FieldError]) -> Row | None:
+                    errors: list[FieldError], anonymous: bool) -> Row | None:
     row: dict[str, Any] = {}
     given_as: dict[str, str] = {}
     props: dict[str, str] = {}
@@ -114,9 +118,11 @@ def _validate_event(index: int, item: dict[str, Any], limits: Limits, latest_ms:
             errors.append(FieldError(index, key, str(exc)))
             failed = True
     for column in REQUIRED:
-        if column not in given_as:
+        if column not in given_as and not (anonymous and column == "user_id"):
             names = " or ".join(k for k, c in ALIASES.items() if c == column)
-            errors.append(FieldError(index, column, f"is required (as {names})"))
+            why = ("; an event without one gets a visitor id only when the request has a User-Agent"
+                   if column == "user_id" else "")
+            errors.append(FieldError(index, column, f"is required (as {names}){why}"))
             failed = True
     if len(props) > limits.max_props:
         errors.append(FieldError(index, "props", f"has {len(props)} properties; at most {limits.max_props}"))

@@ -30,6 +30,7 @@ class ReportRange:
     app_id: str = ""
     country: str = ""
     event: str = ""
+    bots: bool = False  # count events flagged is_bot (`bots=include`); left out by default
 
     def day_start_ms(self, day: date) -> int:
         return int(datetime.combine(day, time(0), ZoneInfo(self.tz)).timestamp() * 1000)
@@ -50,7 +51,7 @@ class ReportRange:
         lookback_day = self.first_day - timedelta(days=LOOKBACK_DAYS)
         return {
             "tz": self.tz, "app_id": self.app_id, "country": self.country, "event": self.event,
-            "from": self.first_day.isoformat(), "to": self.last_day.isoformat(),
+            "bots": int(self.bots), "from": self.first_day.isoformat(), "to": self.last_day.isoformat(),
             "start_ms": self.start_ms, "end_ms": self.end_ms,
             "lookback_day": lookback_day.isoformat(), "lookback_ms": self.day_start_ms(lookback_day),
             "days_with_lookback": (self.last_day - lookback_day).days + 1,
@@ -97,4 +98,11 @@ def report_range(query: Mapping[str, str], today: date | None = None) -> ReportR
         if len(value) > 1024:
             raise BadParameter(name, "is longer than 1024 characters")
         filters[name] = value
-    return ReportRange(first_day, last_day, tz, **filters)
+    return ReportRange(first_day, last_day, tz, **filters, bots=parse_bots(query.get("bots", "exclude")))
+
+
+def parse_bots(text: str) -> bool:
+    """`bots=include` counts events flagged as bots; `exclude` (the default) leaves them out."""
+    if text not in ("include", "exclude"):
+        raise BadParameter("bots", f"must be include or exclude, got {text[:40]!r}")
+    return text == "include"

@@ -71,3 +71,16 @@ def retention(client: Client, report: ReportRange, period_days: int) -> dict[dat
     for cohort, later, users in _rows(client, "retention", report, period_days=period_days):
         cohorts.setdefault(cohort, {})[int(later)] = int(users)
     return cohorts
+
+
+def breakdown(client: Client, report: ReportRange, by: str, limit: int) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
+    """The top `limit` values of column `by` as (value, visitors, events), and (visitors, events) of the rest."""
+    top: list[tuple[str, int, int]] = []
+    rest = (0, 0)
+    for value, visitors, events, is_rest in _rows(client, "breakdown", report, by=by, limit=limit):
+        if is_rest:
+            rest = (int(visitors), int(events))
+        else:
+            top.append((str(value), int(visitors), int(events)))
+    top.sort(key=lambda row: (-row[1], -row[2], row[0]))  # UNION ALL keeps no order
+    return top, rest

@@ -146,6 +146,27 @@ async def revenue(request: Request) -> Response:
     return json_response(body)
 
 
+BREAKDOWN_COLUMNS = ("browser", "os", "device_type", "country", "referrer_domain", "utm_source", "utm_medium",
+                     "utm_campaign", "screen", "event", "app_id")
+MAX_BREAKDOWN_LIMIT = 100
+
+
+async def breakdown(request: Request) -> Response:
+    report = report_range(request.query_params)
+    by = request.query_params.get("by", "")
+    if by not in BREAKDOWN_COLUMNS:
+        raise BadParameter("by", f"must be one of {', '.join(BREAKDOWN_COLUMNS)}, got {by[:40]!r}")
+    text = request.query_params.get("limit", "10")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BREAKDOWN_LIMIT:
+        raise BadParameter("limit", f"must be a whole number from 1 to {MAX_BREAKDOWN_LIMIT}, got {text[:40]!r}")
+    top, (rest_visitors, rest_events) = await _run(request, queries.breakdown, report, by, int(text))
+    return json_response({
+        "by": by,
+        "values": [{"value": value, "visitors": visitors, "events": events} for value, visitors, events in top],
+        "other": {"visitors": rest_visitors, "events": rest_events},
+    })
+
+
 async def event_counts(request: Request) -> Response:
     report = report_range(request.query_params)
     rows = await _run(request, queries.event_counts, report)
@@ -195,6 +216,7 @@ def routes() -> list[Route]:
         Route("/reports/retention", read_protected(retention)),
         Route("/reports/revenue", read_protected(revenue)),
         Route("/reports/events", read_protected(event_counts)),
+        Route("/reports/breakdown", read_protected(breakdown)),
         Route("/api/v1/crm/user-stat/total-user", read_protected(seed_total_user)),
         Route("/api/v1/crm/daily-stat/active-user", read_protected(seed_active_user), methods=["POST"]),
     ]

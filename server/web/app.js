@@ -98,7 +98,11 @@ $("#to").value = isoDay(new Date());
 $("#from").value = isoDay(new Date(Date.now() - 29 * 86400e3));
 
 tabs.reports = {
-  start() { this.load(); $("#report-form").addEventListener("submit", (e) => { e.preventDefault(); this.load(); }); },
+  start() {
+    this.load();
+    $("#report-form").addEventListener("submit", (e) => { e.preventDefault(); this.load(); });
+    $("#breakdown-by").addEventListener("change", () => this.load());
+  },
   async load() {
     const form = new FormData($("#report-form"));
     const params = new URLSearchParams();
@@ -106,10 +110,11 @@ tabs.reports = {
     const q = params.toString();
     $("#report-status").textContent = "loading…";
     try {
-      const [daily, active, revenue, funnel, retention] = await Promise.all([
+      const [daily, active, revenue, funnel, retention, breakdown] = await Promise.all([
         api(`/reports/daily?${q}`), api(`/reports/active-users?${q}`), api(`/reports/revenue?${q}`),
         api(`/reports/funnel?${q}&steps=view,start_task,finish_task,pay&window=3600`),
         api(`/reports/retention?${q}&period=week`),
+        api(`/reports/breakdown?${q}&by=${$("#breakdown-by").value}&limit=10`),
       ]);
       const stats = daily.daily_stats;
       chart("#chart-active", ["DAU", "WAU", "MAU"]).setData(
@@ -122,6 +127,7 @@ tabs.reports = {
         [revenue.map((r) => day(r.date)), revenue.map((r) => r.revenue), revenue.map((r) => r.paying_users)]);
       drawFunnel(funnel);
       drawRetention(retention);
+      drawBreakdown(breakdown);
       $("#report-status").textContent = `${daily.total_users.toLocaleString()} users in total`;
     } catch (error) {
       $("#report-status").textContent = `error: ${error.message}`;
@@ -135,6 +141,16 @@ function drawFunnel(funnel) {
     `<div class="bar"><span class="label">${escapeHtml(s.step)}</span>` +
     `<span class="fill" style="width:${Math.round((s.users / top) * 70)}%"></span>` +
     `<span>${s.users.toLocaleString()} (${(s.conversion * 100).toFixed(1)}%)</span></div>`).join("");
+}
+
+function drawBreakdown(breakdown) {
+  const rows = breakdown.values.concat(breakdown.other.events ? [{ value: "(all others)", ...breakdown.other }] : []);
+  if (!rows.length) { $("#breakdown").textContent = "No events in this range."; return; }
+  const top = Math.max(1, ...rows.map((r) => r.visitors));
+  $("#breakdown").innerHTML = rows.map((r) =>
+    `<div class="bar"><span class="label">${escapeHtml(r.value || "(none)")}</span>` +
+    `<span class="fill" style="width:${Math.round((r.visitors / top) * 60)}%"></span>` +
+    `<span>${r.visitors.toLocaleString()} visitors, ${r.events.toLocaleString()} events</span></div>`).join("");
 }
 
 function drawRetention(retention) {

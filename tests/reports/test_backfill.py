@@ -45,3 +45,36 @@ def test_rows_before_and_after_the_rollups_migration_are_each_counted_once(make_
         assert client.command("SELECT sum(count) FROM (SELECT session_id, user_id, sum(events) AS count "
                               "FROM sessions GROUP BY session_id, user_id)") == sum(1 for e in events if "session_id" in e)
     client.close()
+
+
+def test_rows_before_and_after_the_enrichment_migration_are_each_counted_once(make_settings, tmp_path):
+    """007 replaces every view (to carry is_bot): rows counted by the old views stay, rows after
+    are counted by the new ones, none twice; bots posted after it are left out of the reports."""
+    events = reference.generate(seed=12, first_day=FIRST, days=7, users=20)
+    before, after = events[: len(events) // 2], events[len(events) // 2:]
+    settings = make_settings()
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for migration in db.migration_files()[:6]:
+        shutil.copy(migration.path, old / migration.path.name)
+    assert db.migrate(settings, old)[-1] == "006_exactly_once"
+    rows, errors = validate_events(before, Limits.from_settings(settings))
+    assert errors == []
+    client = db.connect(settings)
+    client.command("INSERT INTO events FORMAT JSONEachRow", data=encode_rows(rows))  # counted by the old views
+
+    with SettlingClient(create_app(settings)) as api:
+        assert client.command("SELECT max(version) FROM schema_migrations") == 7
+        for n in range(0, len(after), 50):
+            assert api.post("/events", json=after[n:n + 50]).status_code == 202
+        bots = [{**e, "user_id": f"bot-{e['user_id']}"} for e in after[:40]]
+        assert api.post("/events", json=bots, headers={"User-Agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}
+                        ).status_code == 202
+        params = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+        assert api.get("/reports/daily", params=params).json() == reference.daily(events, FIRST, LAST, "UTC")
+        assert api.get("/reports/revenue", params=params).json() == reference.revenue(events, FIRST, LAST, "UTC")
+        with_bots = api.get("/reports/daily", params={**params, "bots": "include"}).json()
+        assert with_bots == reference.daily(events + bots, FIRST, LAST, "UTC")
+        assert client.command("SELECT sum(events) FROM event_counts_hourly") == len(events) + len(bots)
+        assert client.command("SELECT sum(events) FROM event_counts_hourly WHERE is_bot = 1") == len(bots)
+    client.close()

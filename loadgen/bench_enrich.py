@@ -62,14 +62,14 @@ def main() -> None:
         request = request_from("81.2.69.160", CHROME)
         print(f"{'':40} {'base us/ev':>10} {'enriched':>10} {'enrich us/ev':>12} {'ratio':>6}")
         for size in (1, 100):
-            items = [{"dt": 1764000000000 + n, "event": "pageview", "app_id": "shop", "screen": "/p",
+            items: list[dict[str, object]] = [{"dt": 1764000000000 + n, "event": "pageview", "app_id": "shop", "screen": "/p",
                       "url": "https://shop.example/p?utm_source=news&utm_campaign=nov",
                       "referrer": "https://www.google.com/"} for n in range(size)]
 
-            def base() -> None:
+            def base(items: list[dict[str, object]] = items) -> None:
                 validate_events(items, limits, anonymous=True)
 
-            def enriched() -> None:
+            def enriched(items: list[dict[str, object]] = items) -> None:
                 sender = Sender.of(request)
                 rows, _ = validate_events(items, limits, anonymous=sender.can_be_visitor)
                 enricher.enrich(rows, sender)

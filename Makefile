@@ -56,10 +56,12 @@ bench-reports: $(STAMP)
 
 # Chromium for the browser tests comes from Debian's package (Playwright cannot download
 # browsers here); when it cannot be installed, those tests are reported as skipped.
+# pytest runs in two processes (pytest-xdist), a test file each at a time: module fixtures
+# (demo data, a server) are made once, and each process has its own embedded engine.
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The long runs: 25 SIGKILLs under load.
 test-slow: $(STAMP)

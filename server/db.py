@@ -189,7 +189,7 @@ def seed_demo(client: Client, events: int, days: int = 180) -> int:
     """Fill `events` with `events` rows of demo data made inside ClickHouse; returns rows added."""
     before = scalar(client, "SELECT count() FROM events")
     # A session keeps ~1.9 of its 8 slots on average: scan enough numbers to reach `events` rows.
-    parameters = {"events": events, "scan": events * 6 + 64, "users": max(10, events // 40), "days": days}
+    parameters = {"events": events, "scan": events * 10 + 640, "users": max(10, events // 40), "days": days}
     client.command((SQL_DIR / "demo" / "seed_demo.sql").read_text(), parameters=parameters)
     return scalar(client, "SELECT count() FROM events") - before
 

@@ -1,33 +1,23 @@
--- DAU, WAU (7 days) and MAU (30 days) ending on each date, in time zone {tz}, merged exactly
--- from the 15-minute user states. Days with no activity get an empty state so that the rolling
--- windows still cover them. Reads from `lookback_ms` (29 days before `from`) for the windows.
-SELECT date, dau, wau, mau
+-- DAU, WAU (7 days) and MAU (30 days) for the {report_days} days from {from} (at most 35: 29 days of
+-- lookback + 35 fit in 64 bits), in time zone {tz}. Per user, a 64-bit mask of the days they
+-- were active on (bit 0 = the lookback's first day), from the hourly activity table; then for
+-- each day the users with that day's bit (DAU), or any of the last 7 or 30 days' bits. Used when
+-- every day of {tz} in the range starts on a whole UTC hour (server/reports/queries.py).
+SELECT toDate({lookback_day:String}) + 29 + i AS date,
+       countIf(bitTest(mask, 29 + i)) AS dau,
+       countIf(bitAnd(bitShiftRight(mask, 23 + i), 127) != 0) AS wau,
+       countIf(bitAnd(bitShiftRight(mask, i), 1073741823) != 0) AS mau
 FROM
 (
-    SELECT
-        date,
-        uniqExactMerge(day_users) OVER (ORDER BY date RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS dau,
-        uniqExactMerge(day_users) OVER (ORDER BY date RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) AS wau,
-        uniqExactMerge(day_users) OVER (ORDER BY date RANGE BETWEEN 29 PRECEDING AND CURRENT ROW) AS mau
-    FROM
-    (
-        SELECT date, uniqExactMergeState(users) AS day_users
-        FROM
-        (
-            SELECT toDate(bucket, {tz:String}) AS date, users
-            FROM active_users_15m
-            WHERE bucket >= fromUnixTimestamp64Milli({lookback_ms:Int64}, 'UTC')
-              AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-              AND ({app_id:String} = '' OR app_id = {app_id:String})
-              AND ({country:String} = '' OR country = {country:String})
-              AND ({bots:UInt8} = 1 OR is_bot = 0)
-              AND ({event:String} = '' OR event = {event:String})
-            UNION ALL
-            SELECT toDate({lookback_day:String}) + number AS date, arrayReduce('uniqExactState', emptyArrayString()) AS users
-            FROM numbers({days_with_lookback:UInt32})
-        )
-        GROUP BY date
-    )
+    SELECT user, groupBitOr(bitShiftLeft(toUInt64(1), toUInt8(toDate(hour, {tz:String}) - toDate({lookback_day:String})))) AS mask
+    FROM user_hours
+    WHERE hour >= fromUnixTimestamp64Milli({lookback_ms:Int64}, 'UTC')
+      AND hour < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+      AND ({app_id:String} = '' OR app_id = {app_id:String})
+      AND ({country:String} = '' OR country = {country:String})
+      AND ({bots:UInt8} = 1 OR is_bot = 0)
+    GROUP BY user
 )
-WHERE date >= toDate({from:String}) AND date <= toDate({to:String})
+ARRAY JOIN range({report_days:UInt32}) AS i
+GROUP BY date
 ORDER BY date

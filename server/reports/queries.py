@@ -6,14 +6,16 @@ HTTP layer (routes.py) shapes them into JSON.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
 from server.db import SQL_DIR
-from server.reports.params import ReportRange
+from server.reports.params import LOOKBACK_DAYS, ReportRange
 
 REPORTS_DIR = SQL_DIR / "reports"
 
@@ -28,8 +30,34 @@ def _rows(client: Client, name: str, report: ReportRange, text: str | None = Non
     return [tuple(row) for row in rows]
 
 
+MASK_DAYS = 35  # days a query of active users covers: 29 days of lookback + 35 = 64 bits of a mask
+
+
 def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
-    return {d: (dau, wau, mau) for d, dau, wau, mau in _rows(client, "active_users", report)}
+    """DAU/WAU/MAU per day, from the hourly activity table when the zone's days start on whole
+    UTC hours and no event is filtered, else from `events`; in pieces of at most MASK_DAYS days."""
+    name = "active_users" if not report.event and whole_hour_days(report) else "active_users_raw"
+    found: dict[date, tuple[int, int, int]] = {}
+    first = report.first_day
+    while first <= report.last_day:
+        last = min(report.last_day, first + timedelta(days=MASK_DAYS - 1))
+        piece = replace(report, first_day=first, last_day=last)
+        for d, dau, wau, mau in _rows(client, name, piece, report_days=(last - first).days + 1):
+            found[d] = (int(dau), int(wau), int(mau))
+        first = last + timedelta(days=1)
+    return found
+
+
+def whole_hour_days(report: ReportRange) -> bool:
+    """Whether every day of the report's zone, lookback included, starts on a whole UTC hour."""
+    zone = ZoneInfo(report.tz)
+    day = report.first_day - timedelta(days=LOOKBACK_DAYS)
+    while day <= report.last_day + timedelta(days=1):
+        offset = datetime.combine(day, time(0), zone).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return False
+        day += timedelta(days=1)
+    return True
 
 
 def new_users(client: Client, report: ReportRange) -> dict[date, int]:

@@ -96,6 +96,24 @@ def test_ratio(reports, tz):
 
 
 @pytest.mark.parametrize("tz", ZONES)
+def test_active_users_over_more_days_than_one_query_covers(reports, tz):
+    """Ranges longer than 35 days are answered in pieces (a user's days are a 64-bit mask)."""
+    first = date(2025, 1, 28)
+    got = reports.get("/reports/active-users", params={"from": first.isoformat(), "to": LAST.isoformat(), "tz": tz})
+    assert got.json() == reference.active_users(EVENTS, first, LAST, tz)
+
+
+@pytest.mark.parametrize(("filters", "kept"), [({"app_id": "a1"}, lambda e: e["app_id"] == "a1"),
+                                               ({"event": "start_task"}, lambda e: e["event"] == "start_task"),
+                                               ({"country": "DE", "app_id": "a2"},
+                                                lambda e: e["country"] == "DE" and e["app_id"] == "a2")])
+def test_active_users_with_filters(reports, filters, kept):
+    got = reports.get("/reports/active-users", params=query("America/New_York", **filters)).json()
+    expected = reference.active_users([e for e in EVENTS if kept(e)], FIRST, LAST, "America/New_York")
+    assert got == expected
+
+
+@pytest.mark.parametrize("tz", ZONES)
 def test_revenue(reports, tz):
     assert reports.get("/reports/revenue", params=query(tz)).json() == reference.revenue(EVENTS, FIRST, LAST, tz)
 
@@ -196,3 +214,12 @@ def test_event_counts_per_hour(reports, tz):
     got = reports.get("/reports/events", params=query(tz, app_id="a2")).json()
     assert {(r["hour"], r["event"]): r["events"] for r in got} == dict(expected)
     assert sum(expected.values()) > 0
+
+
+def test_the_hourly_activity_table_serves_whole_hour_zones_only():
+    from server.reports.params import ReportRange
+    from server.reports.queries import whole_hour_days
+
+    assert whole_hour_days(ReportRange(FIRST, LAST, "America/New_York"))  # across its DST change
+    assert whole_hour_days(ReportRange(FIRST, LAST, "UTC"))
+    assert not whole_hour_days(ReportRange(FIRST, LAST, "Asia/Kolkata"))

@@ -26,7 +26,7 @@ def test_views_agree_with_seed_004_queries_over_raw_events(settings, api, ch):
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS dau,
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) AS wau,
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 29 PRECEDING AND CURRENT ROW) AS mau
-        FROM (SELECT toDate(dt) AS date, uniqExactState(user_id) AS s FROM events GROUP BY date)
+        FROM (SELECT toDate(dt) AS date, uniqExactState(user_id) AS s FROM events WHERE is_bot = 0 GROUP BY date)
         ORDER BY date
         """
     ).result_rows

@@ -59,7 +59,9 @@ class Services:
         applied = await asyncio.to_thread(db.migrate, settings)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
-        self.query_client = self._connect()
+        # Reports run for clients too: the same time and memory limits as client SQL.
+        self.query_client = self._connect({"max_execution_time": settings.sql_timeout_seconds,
+                                           "max_memory_usage": settings.sql_max_memory_bytes})
 
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)
@@ -92,8 +94,8 @@ class Services:
             except ClickHouseError as exc:  # the salts in memory go on; the next round tries again
                 log.error("could not refresh the visitors' daily salts: %s", first_line(exc))
 
-    def _connect(self) -> Client:
-        client = db.connect(self.settings)
+    def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
+        client = db.connect(self.settings, client_settings=client_settings)
         self._clients.append(client)
         return client
 

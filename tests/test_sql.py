@@ -62,3 +62,40 @@ def test_the_console_needs_the_read_token(make_settings):
     with SettlingClient(create_app(make_settings(read_token="read-token-0123"))) as api:
         assert sql(api, "SELECT 1").status_code == 401
         assert sql(api, "SELECT 1", **{"X-Read-Token": "read-token-0123"}).status_code == 200
+
+
+def test_the_console_s_memory_bomb_is_refused_and_the_process_grows_by_less_than_the_cap(tmp_path):
+    """`SELECT groupArray(number) FROM numbers(3e8)` wants ~5 GB. With SQL_MAX_MEMORY_BYTES at
+    200 MB the query is stopped with a clear 4xx naming the limit, the process's peak RSS
+    (VmHWM) grows by less than 1.5 times the cap, and the console answers the next query.
+    (The process starts at ~370 MB, 220 MB of it chDB's library: the cap is what a query adds.)"""
+    import re
+    from pathlib import Path
+
+    import httpx
+
+    from tests.servers import free_port, output, start_server
+
+    def peak_rss() -> int:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+
+    cap = 200_000_000
+    port = free_port()
+    process = start_server(tmp_path / "data", port, SQL_MAX_MEMORY_BYTES=str(cap))
+    try:
+        assert httpx.post(f"http://127.0.0.1:{port}/sql", json={"sql": "SELECT 1"}, timeout=30).status_code == 200
+        before = peak_rss()
+        r = httpx.post(f"http://127.0.0.1:{port}/sql", json={"sql": "SELECT groupArray(number) FROM numbers(3e8)"},
+                       timeout=60)
+        assert 400 <= r.status_code < 500, r.text
+        assert "MEMORY_LIMIT_EXCEEDED" in r.json()["error"]["message"]
+        assert r.json()["error"]["field"] == "sql"
+        grown = peak_rss() - before
+        assert grown < 1.5 * cap, f"peak RSS grew by {grown / 1e6:.0f} MB"
+        again = httpx.post(f"http://127.0.0.1:{port}/sql", json={"sql": "SELECT 1 AS one"}, timeout=30)
+        assert again.json()["rows"] == [[1]]
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert "Traceback" not in output(process)

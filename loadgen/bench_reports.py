@@ -1,90 +1,148 @@
-"""Report latency from the rollup views next to the same report scanning raw `events`.
+"""Every report's latency through the HTTP API at 1 M and 10 M demo events (100 M opt-in), as a
+scale curve, with DAU/WAU/MAU against a raw rolling-window scan of `events`.
 
-    python -m loadgen.bench_reports --events 10000000
+    python -m loadgen.bench_reports --events 1000000,10000000      # make bench-reports
+    EVENTS=100000000 make bench-reports                              # adds 100 M (long)
 
-Fills a fresh embedded database (under a temporary directory) with demo data, then times each
-report through the API's own query functions and a raw-scan equivalent written after seed 004's
-queries, and prints both and the ratio. A benchmark, not a test: it prints, it asserts nothing.
+For each size: `analytics-api seed-demo` (180 days of demo data) into a fresh embedded data
+directory, a real server on it (`analytics-api serve`), then each report over the last 30 days
+in UTC, requested RUNS times in turn; the median is reported. The raw scan is seed 004's
+DAU/WAU/MAU query run through the same server's SQL console (`POST /sql`), so both sides pay the
+same HTTP path. Writes loadgen/results/bench-reports-<time>.json and a PNG chart of latency
+against event count. A benchmark: it prints, it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
-from server import db
-from server.config import Settings
-from server.reports import queries
-from server.reports.params import ReportRange
+import httpx
+
+from tests.servers import free_port, start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "loadgen" / "results"
 
 RAW_ACTIVE_USERS = """
 SELECT date,
        uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS dau,
        uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) AS wau,
        uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 29 PRECEDING AND CURRENT ROW) AS mau
-FROM (SELECT toDate(dt, {tz:String}) AS date, uniqExactState(user_id) AS s FROM events
-      WHERE dt >= fromUnixTimestamp64Milli({lookback_ms:Int64}, 'UTC') AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+FROM (SELECT toDate(dt) AS date, uniqExactState(user_id) AS s FROM events
+      WHERE dt >= toDateTime('{lookback}', 'UTC') AND dt < toDateTime('{end}', 'UTC') AND is_bot = 0
       GROUP BY date)
+WHERE date >= '{first}'
 ORDER BY date
 """
-RAW_NEW_USERS = """
-SELECT toDate(first, {tz:String}) AS date, count() FROM (SELECT user_id, min(dt) AS first FROM events GROUP BY user_id)
-WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-GROUP BY date
-"""
-RAW_TOTAL_USERS = "SELECT uniqExact(user_id) FROM events WHERE dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"
-RAW_REVENUE = """
-SELECT toDate(dt, {tz:String}) AS date, sum(amount), uniqExactIf(user_id, amount > 0) FROM events
-WHERE dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-GROUP BY date
-"""
+
+REPORTS = {
+    "active users (DAU/WAU/MAU)": "/reports/active-users",
+    "active users, Asia/Kolkata": "/reports/active-users?tz=Asia/Kolkata",
+    "daily (seed 001/002)": "/reports/daily",
+    "new + total users": "/reports/total-users",
+    "revenue": "/reports/revenue",
+    "retention (weekly)": "/reports/retention?period=week",
+    "funnel (4 steps, 1 h)": "/reports/funnel?steps=view,start_task,finish_task,pay&window=3600",
+    "ratio": "/reports/ratio?numerator=finish_task&denominator=start_task",
+    "events per hour": "/reports/events",
+    "breakdown by referrer": "/reports/breakdown?by=referrer_domain",
+}
+RAW = "raw rolling scan (DAU/WAU/MAU)"
 
 
-def best_of(runs: int, work) -> float:
+def median_ms(client: httpx.Client, method: str, path: str, runs: int, **kwargs: object) -> float:
     timings = []
     for _ in range(runs):
         started = time.perf_counter()
-        work()
+        response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
         timings.append(time.perf_counter() - started)
-    return min(timings), statistics.median(timings)
+        response.raise_for_status()
+    return statistics.median(timings) * 1000
+
+
+def measure(events: int, runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-reports-") as directory:
+        data = Path(directory) / "clickhouse"
+        env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": f"{directory}/wal"}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", str(events)],
+                       cwd=ROOT, env=env, check=True, capture_output=True)
+        print(f"\n{events:,} demo events seeded in {time.perf_counter() - started:.0f} s")
+        port = free_port()
+        server = start_server(data, port, LOG_DIR=f"{directory}/wal", SQL_TIMEOUT_SECONDS="600")
+        figures: dict[str, float] = {}
+        try:
+            today = date.today()
+            first, lookback = today - timedelta(days=29), today - timedelta(days=58)
+            span = f"from={first}&to={today}"
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+                for name, path in REPORTS.items():
+                    joiner = "&" if "?" in path else "?"
+                    figures[name] = median_ms(client, "GET", f"{path}{joiner}{span}", runs)
+                    print(f"  {name:32} {figures[name]:8.1f} ms")
+                raw = RAW_ACTIVE_USERS.format(lookback=lookback, end=today + timedelta(days=1), first=first)
+                figures[RAW] = median_ms(client, "POST", "/sql", runs, json={"sql": raw})
+                print(f"  {RAW:32} {figures[RAW]:8.1f} ms  ({figures[RAW] / figures[next(iter(REPORTS))]:.1f}x "
+                      "the report)")
+        finally:
+            server.terminate()
+            server.wait(timeout=120)
+        return figures
+
+
+def draw(results: dict[int, dict[str, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(results)
+    figure, axes = plt.subplots(figsize=(9, 5.5))
+    for name in [*REPORTS, RAW]:
+        axes.plot(sizes, [results[n][name] for n in sizes], marker="o", label=name,
+                  linestyle="--" if name == RAW else "-")
+    axes.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("events stored (demo data, 180 days)")
+    axes.set_ylabel("median latency through the API, ms (last 30 days)")
+    axes.set_title("Reports against events stored (embedded engine, 2 cores); dotted: 50 ms")
+    axes.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--events", default="1000000,10000000", help="comma-separated sizes")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-reports-") as directory:
-        settings = Settings.from_env({}, clickhouse_url=f"chdb://{directory}")
-        db.migrate(settings)
-        client = db.connect(settings)
-        started = time.perf_counter()
-        added = db.seed_demo(client, args.events)
-        seconds = time.perf_counter() - started
-        print(f"seed-demo: {added:,} events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
-        client.command("OPTIMIZE TABLE events FINAL")
-        today = date.today()
-        report = ReportRange(today - timedelta(days=29), today, "UTC")
-        params = report.parameters()
-        cases = [
-            ("active users (DAU/WAU/MAU)", lambda: queries.active_users(client, report),
-             lambda: client.query(RAW_ACTIVE_USERS, parameters=params)),
-            ("new users per day", lambda: queries.new_users(client, report),
-             lambda: client.query(RAW_NEW_USERS, parameters=params)),
-            ("total users", lambda: queries.total_users(client, report),
-             lambda: client.query(RAW_TOTAL_USERS, parameters=params)),
-            ("revenue per day", lambda: queries.revenue(client, report),
-             lambda: client.query(RAW_REVENUE, parameters=params)),
-        ]
-        print(f"{'report (last 30 days)':32} {'views ms':>10} {'raw ms':>10} {'raw/views':>10}   (best of {args.runs})")
-        for name, from_views, from_raw in cases:
-            views, _ = best_of(args.runs, from_views)
-            raw, _ = best_of(args.runs, from_raw)
-            print(f"{name:32} {views * 1000:10.1f} {raw * 1000:10.1f} {raw / views:10.1f}")
-        client.close()
+    sizes = [int(float(size)) for size in args.events.split(",") if size.strip()]
+    results = {size: measure(size, args.runs) for size in sizes}
+    print(f"\n{'report (last 30 days, median ms)':34}" + "".join(f"{n:>14,}" for n in sizes))
+    for name in [*REPORTS, RAW]:
+        print(f"{name:34}" + "".join(f"{results[n][name]:14.1f}" for n in sizes))
+    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"bench-reports-{stamp}"
+    stem.with_suffix(".json").write_text(json.dumps({"time": stamp, "runs": args.runs,
+                                                     "results": {str(n): r for n, r in results.items()}}, indent=2))
+    print(f"\nwritten: {stem.with_suffix('.json').relative_to(ROOT)}")
+    try:
+        print(f"chart:   {draw(results, stem.with_suffix('.png')).relative_to(ROOT)}")
+    except ImportError:
+        print("chart: matplotlib is not installed (pip install -e '.[bench]')")
 
 
 if __name__ == "__main__":

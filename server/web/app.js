@@ -31,16 +31,36 @@ window.addEventListener("hashchange", () => show(location.hash.slice(1) || "live
 
 // ---------- charts ----------
 const COLORS = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2"];
+// A uPlot chart; its legend shows each series' value under the cursor. `options.scales` names a
+// scale per series: a second scale gets its own axis on the right (revenue vs paying users).
 function chart(target, names, options = {}) {
   const el = $(target);
   el.innerHTML = "";
+  const scaleOf = (i) => (options.scales || [])[i] || "y";
   const series = [{}].concat(names.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 2,
+    scale: scaleOf(i), value: (u, v) => (v == null ? "–" : v.toLocaleString()),
     fill: options.bars ? COLORS[i % COLORS.length] + "55" : undefined,
     paths: options.bars ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined })));
+  const scales = [...new Set(names.map((_, i) => scaleOf(i)))];
+  const axes = [{}].concat(scales.map((scale, i) => ({ scale, size: 60, side: i === 0 ? 3 : 1,
+    label: (options.axisLabels || [])[i], stroke: scales.length > 1 ? COLORS[names.findIndex((_, j) => scaleOf(j) === scale)] : undefined,
+    grid: { show: i === 0 } })));
   const opts = { width: Math.max(320, el.clientWidth || 500), height: 220, series,
-    scales: { x: { time: true } }, axes: [{}, { size: 60 }] };
+    scales: { x: { time: true } }, axes, legend: { show: true, live: true } };
   const data = [[]].concat(names.map(() => []));
   return new uPlot(opts, data, el);
+}
+
+// Draw the data, or say in words that there is none (rather than an empty frame).
+function plot(target, names, data, options = {}) {
+  const empty = data[0].length === 0 || data.slice(1).every((s) => s.every((v) => !v));
+  if (empty) {
+    $(target).innerHTML = '<p class="empty">No events in this range and filter.</p>';
+    return null;
+  }
+  const drawn = chart(target, names, options);
+  drawn.setData(data);
+  return drawn;
 }
 const day = (iso) => Date.parse(`${iso}T00:00:00Z`) / 1000;
 
@@ -117,14 +137,13 @@ tabs.reports = {
         api(`/reports/breakdown?${q}&by=${$("#breakdown-by").value}&limit=10`),
       ]);
       const stats = daily.daily_stats;
-      chart("#chart-active", ["DAU", "WAU", "MAU"]).setData(
+      plot("#chart-active", ["DAU", "WAU", "MAU"],
         [active.map((r) => day(r.date)), active.map((r) => r.dau), active.map((r) => r.wau), active.map((r) => r.mau)]);
-      chart("#chart-new", ["new users"], { bars: true }).setData(
-        [stats.map((r) => day(r.date)), stats.map((r) => r.new_user_count)]);
-      chart("#chart-session", ["seconds"]).setData(
-        [stats.map((r) => day(r.date)), stats.map((r) => r.average_session_duration)]);
-      chart("#chart-revenue", ["revenue", "paying users"]).setData(
-        [revenue.map((r) => day(r.date)), revenue.map((r) => r.revenue), revenue.map((r) => r.paying_users)]);
+      plot("#chart-new", ["new users"], [stats.map((r) => day(r.date)), stats.map((r) => r.new_user_count)], { bars: true });
+      plot("#chart-session", ["seconds"], [stats.map((r) => day(r.date)), stats.map((r) => r.average_session_duration)]);
+      plot("#chart-revenue", ["revenue", "paying users"],
+        [revenue.map((r) => day(r.date)), revenue.map((r) => r.revenue), revenue.map((r) => r.paying_users)],
+        { scales: ["revenue", "users"], axisLabels: ["revenue", "paying users"] });
       drawFunnel(funnel);
       drawRetention(retention);
       drawBreakdown(breakdown);
@@ -136,6 +155,7 @@ tabs.reports = {
 };
 
 function drawFunnel(funnel) {
+  if (!funnel.steps[0].users) { $("#funnel").innerHTML = '<p class="empty">Nobody reached the first step in this range.</p>'; return; }
   const top = Math.max(1, ...funnel.steps.map((s) => s.users));
   $("#funnel").innerHTML = funnel.steps.map((s) =>
     `<div class="bar"><span class="label">${escapeHtml(s.step)}</span>` +
@@ -145,7 +165,7 @@ function drawFunnel(funnel) {
 
 function drawBreakdown(breakdown) {
   const rows = breakdown.values.concat(breakdown.other.events ? [{ value: "(all others)", ...breakdown.other }] : []);
-  if (!rows.length) { $("#breakdown").textContent = "No events in this range."; return; }
+  if (!rows.length) { $("#breakdown").innerHTML = '<p class="empty">No events in this range and filter.</p>'; return; }
   const top = Math.max(1, ...rows.map((r) => r.visitors));
   $("#breakdown").innerHTML = rows.map((r) =>
     `<div class="bar"><span class="label">${escapeHtml(r.value || "(none)")}</span>` +
@@ -154,6 +174,7 @@ function drawBreakdown(breakdown) {
 }
 
 function drawRetention(retention) {
+  if (!retention.cohorts.length) { $("#retention").innerHTML = '<p class="empty">No new users in this range.</p>'; return; }
   const width = Math.max(0, ...retention.cohorts.map((c) => c.retained.length));
   const head = `<tr><th>cohort</th><th>users</th>${Array.from({ length: width }, (_, i) => `<th>+${i + 1}</th>`).join("")}</tr>`;
   const rows = retention.cohorts.map((c) => `<tr><td>${c.cohort}</td><td>${c.users}</td>` +

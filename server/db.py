@@ -8,8 +8,11 @@ Every database call goes through clickhouse-connect. `CLICKHOUSE_URL` picks the 
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,25 @@ def connect(settings: Settings, database: str | None = None, client_settings: di
     return clickhouse_connect.get_client(
         dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False, settings=client_settings
     )
+
+
+class ClientPool:
+    """Clients for queries run from worker threads at once: a client runs one query at a time
+    (clickhouse-connect locks it), so N clients let N queries of one request run in parallel."""
+
+    def __init__(self, make: Callable[[], Client], size: int) -> None:
+        self.clients = [make() for _ in range(size)]
+        self._free: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        for client in self.clients:
+            self._free.put(client)
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        client = self._free.get()
+        try:
+            yield client
+        finally:
+            self._free.put(client)
 
 
 def scalar(client: Client, sql: str) -> int:

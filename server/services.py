@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Tomorrow's salt is made ahead, so this only bounds how long after midnight yesterday's is deleted.
 VISITOR_SALT_REFRESH_SECONDS = 600
+REPORT_CLIENTS = 4  # the most queries one report runs at once (daily: 4)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Services:
     openapi: dict[str, Any] = field(default_factory=openapi.document)
     # Set by open():
     query_client: Client = field(init=False)
+    report_clients: db.ClientPool = field(init=False)
     console: QueryService = field(init=False)
     clickhouse_queries: QueryService = field(init=False)
     pipeline: Pipeline = field(init=False)
@@ -59,9 +61,11 @@ class Services:
         applied = await asyncio.to_thread(db.migrate, settings)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
-        # Reports run for clients too: the same time and memory limits as client SQL.
-        self.query_client = self._connect({"max_execution_time": settings.sql_timeout_seconds,
-                                           "max_memory_usage": settings.sql_max_memory_bytes})
+        self.query_client = self._connect()
+        # Reports run for clients too: the same time and memory limits as client SQL; several
+        # clients so that a report's queries run in parallel.
+        limits = {"max_execution_time": settings.sql_timeout_seconds, "max_memory_usage": settings.sql_max_memory_bytes}
+        self.report_clients = db.ClientPool(lambda: self._connect(limits), REPORT_CLIENTS)
 
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)

@@ -1,25 +1,26 @@
 -- Cohorts: users first seen in each period (day, or week from Monday, in {tz}) of the range,
--- and how many of them were active in each later period of the range.
-SELECT cohort, intDiv(toUInt32(active - cohort), {period_days:UInt8}) AS periods_later, uniqExact(user_id) AS users
+-- and how many of them were active in each later period of the range. Activity comes from the
+-- hourly activity table (users as sipHash64(user_id), see 008_user_hours.sql); used when every
+-- day of {tz} starts on a whole UTC hour and no event is filtered, else retention_raw.sql.
+SELECT cohort, intDiv(toUInt32(active - cohort), {period_days:UInt8}) AS periods_later, uniqExact(user) AS users
 FROM
 (
-    SELECT e.user_id AS user_id,
-           if({period_days:UInt8} = 7, toMonday(toDate(c.first, {tz:String})), toDate(c.first, {tz:String})) AS cohort,
-           if({period_days:UInt8} = 7, toMonday(toDate(e.dt, {tz:String})), toDate(e.dt, {tz:String})) AS active
-    FROM events AS e
+    SELECT h.user AS user, c.cohort AS cohort,
+           if({period_days:UInt8} = 7, toMonday(toDate(h.hour, {tz:String})), toDate(h.hour, {tz:String})) AS active
+    FROM user_hours AS h
     INNER JOIN
     (
-        SELECT user_id, first
+        SELECT sipHash64(user_id) AS user,
+               if({period_days:UInt8} = 7, toMonday(toDate(first, {tz:String})), toDate(first, {tz:String})) AS cohort
         FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String}, bots = {bots:UInt8})
         WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
           AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-    ) AS c ON e.user_id = c.user_id
-    WHERE e.dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
-      AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-      AND ({app_id:String} = '' OR e.app_id = {app_id:String})
-      AND ({country:String} = '' OR e.country = {country:String})
-      AND ({bots:UInt8} = 1 OR e.is_bot = 0)
-      AND ({event:String} = '' OR e.event = {event:String})
+    ) AS c ON h.user = c.user
+    WHERE h.hour >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+      AND h.hour < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+      AND ({app_id:String} = '' OR h.app_id = {app_id:String})
+      AND ({country:String} = '' OR h.country = {country:String})
+      AND ({bots:UInt8} = 1 OR h.is_bot = 0)
 )
 GROUP BY cohort, periods_later
 ORDER BY cohort, periods_later

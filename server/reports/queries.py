@@ -96,7 +96,8 @@ def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:
 
 def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:
     cohorts: dict[date, dict[int, int]] = {}
-    for cohort, later, users in _rows(client, "retention", report, period_days=period_days):
+    name = "retention" if not report.event and whole_hour_days(report) else "retention_raw"
+    for cohort, later, users in _rows(client, name, report, period_days=period_days):
         cohorts.setdefault(cohort, {})[int(later)] = int(users)
     return cohorts
 

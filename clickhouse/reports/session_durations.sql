@@ -1,45 +1,51 @@
 -- Mean session length (last event − first event, seconds) over the sessions that start on each
--- date in {tz}. Named sessions come from the `sessions` rollup; events without a session_id are
--- cut into sessions here: a gap of more than 30 minutes in a user's events starts a new one.
--- Those events are read from a day before `from` to a day after `to`, so sessions that cross the
--- range's edges keep their true start and end (a session longer than a day would be cut). The
--- named sessions' partial rows are read from the same window, so only the range's sessions are
--- grouped, not every session ever stored.
+-- date in {tz}, from the session spans (clickhouse/migrations/009_session_spans.sql): a named
+-- session is its spans' first to last; without a session_id, a user's spans (merged per 15-minute
+-- bucket) are cut where the next bucket's first event is more than 30 minutes after the last
+-- one's (exactly the sessions of cutting the raw events; session_durations_raw.sql does that). Spans from a day before `from` to a day after `to` are read, so sessions that cross the
+-- range's edges keep their true start and end (a session longer than a day would be cut).
 SELECT toDate(started, {tz:String}) AS date,
        avg(dateDiff('millisecond', started, ended)) / 1000 AS average_seconds,
        count() AS session_count
 FROM
 (
-    SELECT min(started) AS started, max(ended) AS ended
-    FROM sessions
-    WHERE sessions.started >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
-      AND sessions.started < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
+    SELECT min(first) AS started, max(last) AS ended
+    FROM session_spans
+    WHERE session != 0
+      AND bucket >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
+      AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
-    GROUP BY session_id, user_id
+    GROUP BY user, session
     UNION ALL
-    SELECT min(dt) AS started, max(dt) AS ended
+    SELECT session.1 AS started, session.2 AS ended
     FROM
     (
-        SELECT user_id, dt,
-               sum(is_start) OVER (PARTITION BY user_id ORDER BY dt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session_number
+        -- Per user, the spans in time order; a span whose first event is more than 30 minutes
+        -- after the previous span's last starts a session, which ends with the span before the
+        -- next start (array functions: ~2x faster here than window functions over the spans).
+        SELECT arraySort(groupArray((first, last))) AS spans,
+               arrayMap(x -> x.1, spans) AS firsts,
+               arrayMap(x -> x.2, spans) AS lasts,
+               arrayFilter((i, f, previous) -> dateDiff('millisecond', previous, f) > 1800000, arrayEnumerate(firsts),
+                           firsts, arrayPushFront(arrayPopBack(lasts), toDateTime64(0, 3, 'UTC'))) AS starts,
+               arrayJoin(arrayMap((i, j) -> (firsts[i], lasts[j]), starts,
+                                  arrayMap(x -> x - 1, arrayPushBack(arrayPopFront(starts), length(firsts) + 1)))) AS session
         FROM
         (
-            SELECT user_id, dt,
-                   dateDiff('millisecond',
-                            lagInFrame(dt, 1, toDateTime64(0, 3, 'UTC')) OVER (PARTITION BY user_id ORDER BY dt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-                            dt) > 1800000 AS is_start
-            FROM events
-            WHERE session_id = ''
-              AND dt >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
-              AND dt < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
+            SELECT user, bucket, min(first) AS first, max(last) AS last
+            FROM session_spans
+            WHERE session = 0
+              AND bucket >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
+              AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
               AND ({country:String} = '' OR country = {country:String})
               AND ({bots:UInt8} = 1 OR is_bot = 0)
+            GROUP BY user, bucket
         )
+        GROUP BY user
     )
-    GROUP BY user_id, session_number
 )
 WHERE started >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
   AND started < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')

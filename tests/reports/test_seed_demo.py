@@ -36,3 +36,18 @@ def test_views_agree_with_seed_004_queries_over_raw_events(settings, api, ch):
     funnel = api.get("/reports/funnel", params={**params, "steps": "view,start_task,finish_task", "window": "3600"}).json()
     users = [s["users"] for s in funnel["steps"]]
     assert users[0] >= users[1] >= users[2] > 0
+
+
+def test_session_spans_give_the_sessions_of_the_raw_events(settings, api, ch):
+    """Session durations from the 15-minute spans equal cutting the raw events (30-minute gaps)."""
+    from server.reports import queries
+    from server.reports.params import ReportRange
+
+    db.seed_demo(ch, 20_000, days=20)
+    today = date.today()
+    for tz in ("UTC", "Asia/Kolkata"):
+        report = ReportRange(today - timedelta(days=12), today, tz)
+        from_spans = ch.query(queries.sql("session_durations"), parameters=report.parameters()).result_rows
+        from_events = ch.query(queries.sql("session_durations_raw"), parameters=report.parameters()).result_rows
+        assert len(from_spans) >= 12
+        assert [(d, round(avg, 6), n) for d, avg, n in from_spans] == [(d, round(avg, 6), n) for d, avg, n in from_events]

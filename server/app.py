@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, console, db, web
+from server import clickhouse_http, console, db, export, web
 from server.auth import Keys
 from server.config import Settings
 from server.cors import Cors
@@ -123,6 +123,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             *ingest_routes.routes(),
             *report_routes.routes(),
             *console.routes(),
+            *export.routes(),
             *clickhouse_http.routes(),
             *web.routes(),
             Route("/healthz", healthz),

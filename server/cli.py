@@ -1,4 +1,5 @@
-"""`analytics-api serve | migrate`: parses arguments, builds settings and the app, nothing more."""
+"""`analytics-api serve | migrate | seed-demo | export | loadtest`: parses arguments, builds
+settings and the app (or calls the module that does the work), nothing more."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("seed-demo", help="migrate, then add demo events made inside ClickHouse")
     demo.add_argument("--events", type=int, default=1_000_000, help="how many events (default 1,000,000)")
     demo.add_argument("--days", type=int, default=180, help="spread over this many days before now")
+    out = commands.add_parser("export", help="write events of a date range to a file (the server stopped, "
+                                               "on the embedded engine)")
+    out.add_argument("output", help="the file; .gz at the end gzips it")
+    out.add_argument("--format", default=None, help="ndjson, csv or parquet (default: from the file name)")
+    for name in ("from", "to", "tz", "app_id", "country", "event", "bots"):
+        out.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"as the reports' `{name}` parameter")
     load = commands.add_parser("loadtest", help="run the locust scenario against a running server")
     load.add_argument("--target", default="http://127.0.0.1:18888", help="the server's base URL")
     load.add_argument("--rps", type=float, default=300.0, help="requests per second to hold (default 300)")
@@ -41,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analytics-api: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+
+    if args.command == "export":
+        return export(settings, args)
 
     if args.command in ("migrate", "seed-demo"):
         from server import db
@@ -86,6 +96,28 @@ def prepare_metrics_dir(settings: Settings) -> None:
         for stale in Path(directory).glob("*.db"):
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def export(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from server import db
+    from server.errors import ValidationFailed
+    from server.export import export_to_file, parse_format
+    from server.reports.params import report_range
+
+    path = Path(args.output)
+    given = {name: getattr(args, name) for name in ("from", "to", "tz", "app_id", "country", "event", "bots")}
+    try:
+        report = report_range({k: v for k, v in given.items() if v is not None})
+        fmt = parse_format(args.format or path.name.removesuffix(".gz").rsplit(".", 1)[-1])
+    except ValidationFailed as exc:
+        print(f"analytics-api: {exc.message}", file=sys.stderr)
+        return 2
+    db.migrate(settings)
+    written = export_to_file(settings, report, fmt, path)
+    print(f"wrote {written:,} bytes of events from {report.first_day} to {report.last_day} to {path}")
+    return 0
 
 
 def seed_demo(settings: Settings, events: int, days: int) -> int:

@@ -210,8 +210,9 @@ def sync_buffer_table(client: Client, settings: Settings, directory: Path = MIGR
 def seed_demo(client: Client, events: int, days: int = 180) -> int:
     """Fill `events` with `events` rows of demo data made inside ClickHouse; returns rows added."""
     before = scalar(client, "SELECT count() FROM events")
-    # A session keeps ~1.9 of its 8 slots on average: scan enough numbers to reach `events` rows.
-    parameters = {"events": events, "scan": events * 10 + 640, "users": max(10, events // 40), "days": days}
+    # A session keeps ~1.9 of its 8 slots on average, and few of them fall in a short --days: scan
+    # enough numbers to reach `events` rows (the LIMIT stops the scan there).
+    parameters = {"events": events, "scan": events * 30 + 6400, "users": max(10, events // 40), "days": days}
     client.command((SQL_DIR / "demo" / "seed_demo.sql").read_text(), parameters=parameters)
     return scalar(client, "SELECT count() FROM events") - before
 

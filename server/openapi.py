@@ -114,6 +114,14 @@ def document() -> dict[str, Any]:
                                                     "utm_source", "utm_medium", "utm_campaign", "screen", "event",
                                                     "app_id"]),
             _param("limit", "values listed, 1 to 100 (default 10)")),
+        "/export": {"get": {
+            "summary": "Events of the range as NDJSON, CSV or Parquet, streamed",
+            "parameters": [*RANGE, _param("format", "ndjson (default), csv or parquet", enum=["ndjson", "csv", "parquet"]),
+                           _param("gzip", "1 to gzip the stream (or Accept-Encoding: gzip)")],
+            "responses": {"200": {"description": "the events (Content-Disposition: attachment)", "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
+                **_errors(401, 422, 503)}}},
         "/api/v1/crm/user-stat/total-user": _report("Seed 000: total users"),
         "/api/v1/crm/daily-stat/active-user": {"post": {
             "summary": "Seed 000: active users per day (JSON body with from/to)",

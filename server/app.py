@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, console, db, export, web
+from server import clickhouse_http, console, db, erase, export, web
 from server.auth import Keys
 from server.config import Settings
 from server.cors import Cors
@@ -124,6 +124,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             *report_routes.routes(),
             *console.routes(),
             *export.routes(),
+            *erase.routes(),
             *clickhouse_http.routes(),
             *web.routes(),
             Route("/healthz", healthz),

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     out.add_argument("--format", default=None, help="ndjson, csv or parquet (default: from the file name)")
     for name in ("from", "to", "tz", "app_id", "country", "event", "bots"):
         out.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"as the reports' `{name}` parameter")
+    gone = commands.add_parser("erase", help="erase one user's events everywhere, rollups included (the server "
+                                               "stopped, on the embedded engine)")
+    gone.add_argument("--user-id", required=True, help="the user_id to erase")
+    gone.add_argument("--app-id", default="", help="only this app's events (default: every app)")
     load = commands.add_parser("loadtest", help="run the locust scenario against a running server")
     load.add_argument("--target", default="http://127.0.0.1:18888", help="the server's base URL")
     load.add_argument("--rps", type=float, default=300.0, help="requests per second to hold (default 300)")
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "export":
         return export(settings, args)
+    if args.command == "erase":
+        return erase(settings, args.user_id, args.app_id)
 
     if args.command in ("migrate", "seed-demo"):
         from server import db
@@ -117,6 +123,33 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     db.migrate(settings)
     written = export_to_file(settings, report, fmt, path)
     print(f"wrote {written:,} bytes of events from {report.first_day} to {report.last_day} to {path}")
+    return 0
+
+
+def erase(settings: Settings, user_id: str, app_id: str) -> int:
+    """Migrate, insert what the log holds (it may hold the user's events), then erase."""
+    import asyncio
+
+    import orjson
+
+    from server import db
+    from server.erase import QUIESCE_TIMEOUT_SECONDS, erase_user
+    from server.ingest.pipeline import Pipeline
+    from server.metrics import Metrics
+
+    async def run() -> dict[str, object]:
+        db.migrate(settings)
+        pipeline = Pipeline(settings, Metrics())
+        pipeline.open()
+        client = db.connect(settings)
+        try:
+            async with pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
+                return (await asyncio.to_thread(erase_user, client, user_id, app_id)).body()
+        finally:
+            client.close()
+            await pipeline.close()
+
+    print(orjson.dumps(asyncio.run(run())).decode())
     return 0
 
 

@@ -67,6 +67,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "Token for the report and SQL routes, and the password of `/clickhouse/`. Unset: they are open "
         "(logged at start).",
     ),
+    "ADMIN_TOKEN": (
+        "(unset)",
+        "Token for `DELETE /users/{user_id}` (erasing a user's events everywhere); the write keys and the "
+        "read token cannot. Unset: erasure over HTTP is disabled (`analytics-api erase` still works).",
+    ),
     "CORS_ORIGINS": (
         "*",
         "Origins whose pages may send events from a browser (CORS on the ingest routes, preflight "
@@ -180,6 +185,7 @@ class Settings:
     prometheus_multiproc_dir: str = ""
     write_keys: str = ""
     read_token: str = ""
+    admin_token: str = ""
     cors_origins: str = "*"
     forwarded_allow_ips: str = "127.0.0.1"
     body_timeout_seconds: float = 10.0
@@ -275,6 +281,8 @@ class Settings:
         parse_write_keys(self.write_keys)  # raises ConfigError naming the variable
         if self.read_token and len(self.read_token) < 8:
             raise ConfigError("READ_TOKEN must be at least 8 characters")
+        if self.admin_token and len(self.admin_token) < 16:
+            raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
         if self.web_concurrency > 1 and self.embedded:
             raise ConfigError(
                 f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "

@@ -90,6 +90,17 @@ def scalar(client: Client, sql: str) -> int:
     return int(client.query(sql).result_rows[0][0])
 
 
+def scalar_with(client: Client, sql: str, parameters: dict[str, Any]) -> int:
+    """`scalar` of a query with bound parameters."""
+    return int(client.query(sql, parameters=parameters).result_rows[0][0])
+
+
+def sql_statements(text: str) -> list[str]:
+    """The statements of a .sql file: each ends with ';' at the end of a line (no ';' inside strings)."""
+    parts = re.split(r";\s*(?:\n|$)", text)
+    return [p.strip() for p in parts if _strip_comments(p).strip()]
+
+
 def ensure_database(settings: Settings) -> None:
     """Create the configured database if it is missing (clients on it cannot start before)."""
     if settings.database == "default":
@@ -108,10 +119,7 @@ class Migration:
     path: Path
 
     def statements(self, settings: Settings, cutover_ms: int = 0) -> list[str]:
-        text = _fill_placeholders(self.path.read_text(), settings, cutover_ms)
-        # Statements end with ';' at the end of a line; the SQL files keep no ';' inside strings.
-        parts = re.split(r";\s*(?:\n|$)", text)
-        return [p.strip() for p in parts if _strip_comments(p).strip()]
+        return sql_statements(_fill_placeholders(self.path.read_text(), settings, cutover_ms))
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Migration]:

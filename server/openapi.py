@@ -40,7 +40,7 @@ JSON_ANSWER: dict[str, Any] = {"content": {"application/json": {"schema": {"type
 
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key",
-               403: "key not valid for an event's app_id", 404: "no such file", 408: "body too slow",
+               403: "key not valid for an event's app_id, or no admin token", 404: "no such file", 408: "body too slow",
                413: "body or event count over the limit", 415: "content type not taken",
                422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
@@ -122,6 +122,11 @@ def document() -> dict[str, Any]:
                 "application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
                 **_errors(401, 422, 503)}}},
+        "/users/{user_id}": {"delete": {
+            "summary": "Erase a user's events everywhere, rollups included (ADMIN_TOKEN)",
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                           _param("app_id", "only this app's events (default: every app)")],
+            "responses": {"200": {"description": "rows removed per table", **JSON_ANSWER}, **_errors(403, 503)}}},
         "/api/v1/crm/user-stat/total-user": _report("Seed 000: total users"),
         "/api/v1/crm/daily-stat/active-user": {"post": {
             "summary": "Seed 000: active users per day (JSON body with from/to)",

@@ -1,6 +1,6 @@
 -- Events of the range and filters, for GET /export and `analytics-api export`: every stored
--- column (the client IP is stored nowhere), in storage order (event name, day, user, time), so
--- that ClickHouse streams them without sorting the whole range first.
+-- column (the client IP is stored nowhere), unsorted, so that ClickHouse streams them as it reads
+-- them instead of sorting the whole range first.
 SELECT event_id, dt, received_at, event, user_id, session_id, screen, elem, amount, app_id, type, country, region,
        city, props, browser, browser_version, os, device_type, is_bot, referrer, referrer_domain, utm_source,
        utm_medium, utm_campaign, utm_term, utm_content

@@ -105,6 +105,7 @@ class Consumer:
         self._deadline: float | None = None  # set by stop(): keep inserting until then
         self._thread = threading.Thread(target=self._run, name="wal-consumer", daemon=True)
         self.failure: str | None = None  # the last INSERT failure, until one succeeds
+        self.pause_lock = threading.Lock()  # held around each INSERT; an erasure holds it to pause inserts
 
     def start(self) -> None:
         self._thread.start()
@@ -232,10 +233,11 @@ class Consumer:
         while True:
             started = time.perf_counter()
             try:
-                self._client.raw_insert("events", insert_block=body, fmt="JSONEachRow", settings={
-                    "insert_deduplication_token": token,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1,
-                })
+                with self.pause_lock:
+                    self._client.raw_insert("events", insert_block=body, fmt="JSONEachRow", settings={
+                        "insert_deduplication_token": token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1,
+                    })
                 break
             except ClickHouseError as error:
                 self.failure = f"ClickHouse did not take a batch from the log: {first_line(error)}"

@@ -14,7 +14,9 @@ flushed into `events` (the embedded engine drops a Buffer's memory with the proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server import db
 from server.config import Settings
-from server.errors import first_line
+from server.errors import Unavailable, first_line
 from server.ingest.batcher import Batcher
 from server.ingest.committer import GroupCommit
 from server.ingest.consumer import Consumer
@@ -121,6 +123,23 @@ class Pipeline:
             return
         if moved:
             log.info("moved %d event(s) from an earlier version's outage spool", moved)
+
+    @contextlib.asynccontextmanager
+    async def quiesced(self, timeout: float) -> AsyncIterator[None]:
+        """While the block runs: every event acknowledged before it is in `events`, and the log's
+        consumer inserts nothing (it waits; the log keeps acknowledging). ACK=insert: the Buffer
+        table is flushed into `events` first (other writers go on)."""
+        if self.consumer is None:
+            await asyncio.to_thread(db.flush_buffer_table, self.dedup_client)
+            yield
+            return
+        if not await asyncio.to_thread(self.consumer.settle, timeout):
+            raise Unavailable(f"the log's consumer did not insert what waits within {timeout:.0f} s; retry later")
+        await asyncio.to_thread(self.consumer.pause_lock.acquire)
+        try:
+            yield
+        finally:
+            self.consumer.pause_lock.release()
 
     async def close(self) -> None:
         if self.committer is not None:

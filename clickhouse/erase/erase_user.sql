@@ -1,0 +1,45 @@
+-- Erase one user's events (GDPR art. 17), run by server/erase.py with the log's consumer paused,
+-- after it has inserted everything acknowledged. Parameters: {user_id}, {app_id} ('' = every
+-- app), and the UTC 15-minute buckets and hours the user's events fell in ({buckets}, {hours}),
+-- read before these statements run.
+--
+-- 1. The user's rows, from `events` and from every table keyed by user (user_hours and
+--    session_spans hold sipHash64(user_id)). ALTER … DELETE rewrites the parts: the rows are
+--    gone from disk, not only hidden.
+ALTER TABLE events DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE user_first_seen DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE sessions DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE user_hours DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE session_spans DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+--
+-- 2. The rollups that hold no user, only counts and user sets: their buckets that held the
+--    user's events are rebuilt from what `events` holds now, with the views' own SELECTs
+--    (007_enrichment.sql). insert_deduplicate = 0: a rebuilt block may equal one inserted before.
+ALTER TABLE active_users_15m DELETE WHERE bucket IN {buckets:Array(DateTime('UTC'))} SETTINGS mutations_sync = 2;
+INSERT INTO active_users_15m
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event, is_bot,
+       uniqExactState(user_id) AS users
+FROM events
+WHERE toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) IN {buckets:Array(DateTime('UTC'))}
+GROUP BY bucket, app_id, country, event, is_bot
+SETTINGS insert_deduplicate = 0;
+ALTER TABLE revenue_15m DELETE WHERE bucket IN {buckets:Array(DateTime('UTC'))} SETTINGS mutations_sync = 2;
+INSERT INTO revenue_15m
+SELECT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) AS bucket, app_id, country, event, is_bot,
+       sum(amount) AS revenue, uniqExactIfState(user_id, amount > 0) AS payers
+FROM events
+WHERE amount != 0 AND toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) IN {buckets:Array(DateTime('UTC'))}
+GROUP BY bucket, app_id, country, event, is_bot
+SETTINGS insert_deduplicate = 0;
+ALTER TABLE event_counts_hourly DELETE WHERE hour IN {hours:Array(DateTime('UTC'))} SETTINGS mutations_sync = 2;
+INSERT INTO event_counts_hourly
+SELECT toStartOfHour(toDateTime(dt, 'UTC')) AS hour, event, app_id, country, is_bot, count() AS events
+FROM events
+WHERE toStartOfHour(toDateTime(dt, 'UTC')) IN {hours:Array(DateTime('UTC'))}
+GROUP BY hour, event, app_id, country, is_bot
+SETTINGS insert_deduplicate = 0;

@@ -1,0 +1,114 @@
+"""Erase one user everywhere (GDPR art. 17): `DELETE /users/{user_id}` (ADMIN_TOKEN) and
+`analytics-api erase --user-id U [--app-id A]`.
+
+With the ingest pipeline quiesced (server/ingest/pipeline.py: everything acknowledged is in
+`events`, the log's consumer waits), clickhouse/erase/erase_user.sql deletes the user's rows from
+`events` and every table keyed by user, and rebuilds, from what `events` then holds, the buckets
+of the rollups that hold only counts and user sets. After it no table holds the user's rows and
+no report counts them. An audit line is logged: the user id, the app and the rows removed per
+table, nothing of the events. Events the user sends after the erasure are new and are stored.
+
+With a ClickHouse server and several API replicas, the others keep inserting: an event of an
+earlier time that reaches a rebuilt bucket between its delete and its rebuild would be counted
+twice in that rollup (run erasures when late events are unlikely, or stop ingest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import db
+from server.errors import ApiError, Unavailable, first_line
+from server.responses import json_response
+from server.state import services
+
+log = logging.getLogger(__name__)
+
+BY_USER_ID = ("events", "user_first_seen", "sessions")
+BY_USER_HASH = ("user_hours", "session_spans")  # sipHash64(user_id)
+APP = "({app_id:String} = '' OR app_id = {app_id:String})"
+QUIESCE_TIMEOUT_SECONDS = 60.0
+
+
+class AdminRequired(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Erased:
+    user_id: str
+    app_id: str
+    removed: dict[str, int]
+
+    def body(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "app_id": self.app_id or None, "removed": self.removed}
+
+
+def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
+    """Delete the user's rows (of one app, or all) and rebuild the rollups they counted in.
+    Call with the pipeline quiesced."""
+    params: dict[str, Any] = {"user_id": user_id, "app_id": app_id}
+    removed: dict[str, int] = {}
+    for table in BY_USER_ID:
+        removed[table] = db.scalar_with(client, f"SELECT count() FROM {table} WHERE user_id = {{user_id:String}} AND {APP}",
+                                        params)
+    for table in BY_USER_HASH:
+        removed[table] = db.scalar_with(
+            client, f"SELECT count() FROM {table} WHERE user = sipHash64({{user_id:String}}) AND {APP}", params)
+    if any(removed.values()):
+        where = f"user_id = {{user_id:String}} AND {APP}"
+        buckets = _times(client, f"SELECT DISTINCT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) FROM events WHERE {where}",
+                         params)
+        hours = _times(client, f"SELECT DISTINCT toStartOfHour(toDateTime(dt, 'UTC')) FROM events WHERE {where}", params)
+        for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
+            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours})
+    log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
+             removed)
+    return Erased(user_id, app_id, removed)
+
+
+def _times(client: Client, sql: str, params: dict[str, Any]) -> list[datetime]:
+    return [row[0] for row in client.query(sql, parameters=params).result_rows]
+
+
+def require_admin(request: Request, admin_token: str) -> None:
+    if not admin_token:
+        raise AdminRequired("erasing users is disabled: set ADMIN_TOKEN to enable it", field="authorization")
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    presented = value.strip() if scheme.lower() == "bearer" else request.headers.get("x-admin-token", "").strip()
+    if not presented or not hmac.compare_digest(presented.encode(), admin_token.encode()):
+        raise AdminRequired("the admin token is missing or wrong (Authorization: Bearer <ADMIN_TOKEN>)",
+                            field="authorization")
+
+
+async def delete_user(request: Request) -> Response:
+    found = services(request)
+    require_admin(request, found.settings.admin_token)
+    user_id = request.path_params["user_id"]
+    app_id = request.query_params.get("app_id", "")
+    # A client of its own: mutations of a large table outlast the report clients' time limit.
+    client = await asyncio.to_thread(db.connect, found.settings)
+    try:
+        async with found.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
+            erased = await asyncio.to_thread(erase_user, client, user_id, app_id)
+    except ClickHouseError as exc:
+        raise Unavailable(f"the erasure did not finish ({first_line(exc)}); run it again") from None
+    finally:
+        client.close()
+    return json_response(erased.body())
+
+
+def routes() -> list[Route]:
+    return [Route("/users/{user_id}", delete_user, methods=["DELETE"])]

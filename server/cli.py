@@ -1,5 +1,5 @@
-"""`analytics-api serve | migrate | seed-demo | export | loadtest`: parses arguments, builds
-settings and the app (or calls the module that does the work), nothing more."""
+"""`analytics-api serve | migrate | seed-demo | import | export | erase | loadtest`: parses
+arguments, builds settings and the app (or calls the module that does the work), nothing more."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     out.add_argument("--format", default=None, help="ndjson, csv or parquet (default: from the file name)")
     for name in ("from", "to", "tz", "app_id", "country", "event", "bots"):
         out.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"as the reports' `{name}` parameter")
+    into = commands.add_parser("import", help="import events from NDJSON, CSV or Parquet files (the server stopped, "
+                                               "on the embedded engine)")
+    into.add_argument("paths", nargs="+", help="files; .gz is read gzipped")
+    into.add_argument("--format", choices=["ndjson", "csv", "parquet"], help="default: from the extension")
+    into.add_argument("--app-id", default="", help="app_id for events that have none")
+    into.add_argument("--quiet", action="store_true", help="no progress bar")
     gone = commands.add_parser("erase", help="erase one user's events everywhere, rollups included (the server "
                                                "stopped, on the embedded engine)")
     gone.add_argument("--user-id", required=True, help="the user_id to erase")
@@ -57,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return export(settings, args)
     if args.command == "erase":
         return erase(settings, args.user_id, args.app_id)
+    if args.command == "import":
+        from server.importer import ImportFailed, run_import
+
+        try:
+            return run_import(settings, args.paths, args.format, args.app_id, progress=not args.quiet)
+        except ImportFailed as exc:
+            print(f"analytics-api: {exc}", file=sys.stderr)
+            return 2
 
     if args.command in ("migrate", "seed-demo"):
         from server import db

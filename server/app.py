@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, console, db, erase, export, web
+from server import clickhouse_http, console, db, erase, export
 from server.auth import Keys
 from server.config import Settings
 from server.cors import Cors
@@ -36,6 +36,7 @@ from server.reports import routes as report_routes
 from server.responses import json_response
 from server.services import Services
 from server.state import services
+from server.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             *export.routes(),
             *erase.routes(),
             *clickhouse_http.routes(),
-            *web.routes(),
+            *web_routes.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),

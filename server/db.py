@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,16 @@ from server.config import Settings, clickhouse_target
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "clickhouse"
+def _sql_dir() -> Path:
+    """The SQL's directory: package data of `server.sql` (clickhouse/ in the repository, mapped by
+    pyproject.toml), found through importlib.resources; read as files, so not from a zip."""
+    found = files("server.sql")
+    if not isinstance(found, Path):
+        raise RuntimeError(f"the SQL files must be on disk, not in {found}: install analytics-api unzipped")
+    return found
+
+
+SQL_DIR = _sql_dir()
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Buffer engine arguments must be literals (ClickHouse refuses bound parameters there), so the

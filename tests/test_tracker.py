@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 
 from server.app import create_app
-from server.web import TRACKER
+from server.web.routes import TRACKER
 from tests.conftest import SettlingClient
 
 EVENT = {"dt": "2025-03-01T10:00:00Z", "event": "pageview", "user_id": "u"}

@@ -124,7 +124,8 @@ def test_grafana_provisions_the_data_sources_and_the_dashboards_it_mounts():
     "USER api",                      # non-root
     "HEALTHCHECK",                   # health check on /healthz
     "/healthz",
-    "COPY clickhouse /app/clickhouse",  # the SQL next to server/, where server/db.py looks
+    "COPY clickhouse /src/clickhouse",  # the SQL, installed as the package data of server.sql
+    'CMD ["analytics-api", "serve"]',   # the installed package's command, no PYTHONPATH
 ])
 def test_the_dockerfile(needle):
     assert needle in DOCKERFILE
@@ -136,3 +137,20 @@ def test_the_image_installs_no_dev_dependencies_and_copies_what_exists():
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.MULTILINE):
         for path in source.split():
             assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
+
+
+def test_the_wheel_carries_the_sql_and_the_page(tmp_path):
+    """What the image installs: a wheel of the project, built as pip builds it, holding every
+    migration, report query and page file as package data (found with importlib.resources)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("analytics_api-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for sql in (ROOT / "clickhouse").rglob("*.sql"):
+        assert f"server/sql/{sql.relative_to(ROOT / 'clickhouse')}" in names, f"{sql.name} is not in the wheel"
+    for page in ("index.html", "app.js", "style.css", "t.js", "vendor/uPlot.iife.min.js"):
+        assert f"server/web/{page}" in names

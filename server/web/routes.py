@@ -1,4 +1,5 @@
-"""GET /: the built-in page (Live, Reports, SQL) and its static files, shipped in server/web/.
+"""GET /: the built-in page (Live, Reports, SQL) and its static files, the package data of
+`server.web` (this package's directory).
 No build step: plain HTML, CSS and JavaScript, with uPlot 1.6.31 (MIT, vendor/uPlot.LICENSE)
 vendored from the npm registry. Only the files in that directory are served, by name.
 GET /t.js: the page tracker (server/web/t.js)."""
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-WEB_DIR = Path(__file__).resolve().parent / "web"
+WEB_DIR = Path(__file__).resolve().parent  # the package server.web: these files are its package data
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                ".css": "text/css; charset=utf-8", ".LICENSE": "text/plain; charset=utf-8"}
 FILES = {str(path.relative_to(WEB_DIR)): path for path in WEB_DIR.rglob("*") if path.suffix in MEDIA_TYPES}

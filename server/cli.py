@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "loadtest":
-        from server.loadtest import run
+        from loadgen.loadtest import run  # needs the [load] extra (locust)
 
         return run(args.target, args.rps, args.seconds, args.users)
 

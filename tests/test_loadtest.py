@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.loadtest import run
+from loadgen.loadtest import run
 from tests.servers import free_port, start_server
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadgen" / "locustfile.py"
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
 
 def run(host: str, rps: float, seconds: int, users: int | None, settle_seconds: float = 30.0) -> int:

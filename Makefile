@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
+.PHONY: run test check test-slow chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -64,6 +64,12 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The quick loop while working: the same checks without the browser tests (and, as always, the slow ones).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not browser"
 
 # The long runs: 25 SIGKILLs under load.
 test-slow: $(STAMP)

@@ -15,7 +15,8 @@ def test_a_report_over_the_memory_cap_is_a_503_and_the_server_goes_on(make_setti
         r = api.get("/reports/active-users", params={"from": "2025-03-01", "to": "2025-03-05"})
         assert r.status_code == 503
         assert "memory limit" in r.json()["error"]["message"].lower()
-        limits = api.app.state.services.report_clients.clients[0].query(
-            "SELECT getSetting('max_memory_usage'), getSetting('max_execution_time')").result_rows
+        with api.app.state.services.report_clients.client() as client:
+            limits = client.query(
+                "SELECT getSetting('max_memory_usage'), getSetting('max_execution_time')").result_rows
         assert limits == [(100_000, float(settings.sql_timeout_seconds))]
         assert api.get("/healthz").status_code == 200

@@ -104,3 +104,72 @@ def test_pageviews_navigations_and_a_custom_event_from_a_page(analytics, site):
     assert rows[3][8] == "pro"
     assert len({r[9] for r in rows}) == 1 and str(rows[0][9]).startswith("v:")
     assert {r[10] for r in rows} == {"shop"}
+
+
+@pytest.fixture
+def flaky(analytics: str) -> Iterator[tuple[str, list[int]]]:
+    """A proxy in front of the server that serves /t.js and answers the first two POSTs with 503
+    (Retry-After: 1) before passing the rest through: an overloaded or restarting server."""
+    statuses: list[int] = []
+    tracker = httpx.get(analytics + "/t.js", headers={"Accept-Encoding": "identity"}).content
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = tracker if self.path == "/t.js" else (
+                f'<!doctype html><script defer src="/t.js" data-app="flaky"></script><h1>{self.path}</h1>').encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript" if self.path == "/t.js" else "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if sum(1 for s in statuses if s == 503) < 2:
+                status, answer = 503, b'{"error": {"code": "unavailable", "message": "busy"}}'
+            else:
+                forwarded = httpx.post(analytics + self.path, content=body, headers={
+                    "Content-Type": self.headers["Content-Type"], "User-Agent": self.headers["User-Agent"]})
+                status, answer = forwarded.status_code, forwarded.content
+            statuses.append(status)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", statuses
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_tracker_retries_a_busy_server_and_stores_each_event_once(analytics, flaky):
+    site, statuses = flaky
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(user_agent=DESKTOP_CHROME)
+        page = context.new_page()
+        page.goto(site + "/home")
+        page.wait_for_function("window.analytics && window.analytics.tracker === 1")
+        page.evaluate("analytics.track('clicked', {n: 1}); analytics.track('clicked', {n: 2})")
+        deadline = time.monotonic() + 30  # 1 s gather, then 2 s and 4 s of backoff
+        while 202 not in statuses and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        page.close(run_before_unload=True)  # a beacon may send a copy too: event_ids make it harmless
+        context.close()
+        browser.close()
+    assert statuses[:2] == [503, 503] and 202 in statuses, statuses
+    deadline = time.monotonic() + 30
+    while sql_rows(analytics, "SELECT count() FROM events")[0][0] < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    rows = sql_rows(analytics, "SELECT event, props['n'], count() FROM events GROUP BY ALL ORDER BY 1, 2")
+    assert rows == [["clicked", "1", 1], ["clicked", "2", 1], ["pageview", "", 1]]

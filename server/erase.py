@@ -72,8 +72,10 @@ def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
         buckets = _times(client, f"SELECT DISTINCT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) FROM events WHERE {where}",
                          params)
         hours = _times(client, f"SELECT DISTINCT toStartOfHour(toDateTime(dt, 'UTC')) FROM events WHERE {where}", params)
+        first_dt = client.query(f"SELECT min(dt) FROM events WHERE {where}", parameters=params).result_rows[0][0]
         for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
-            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours})
+            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
+                                                  "rows": removed["events"]})
     log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
              removed)
     return Erased(user_id, app_id, removed)

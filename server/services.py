@@ -30,6 +30,7 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
+from server.reports.cache import DayCache
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Services:
     # Set by open():
     query_client: Client = field(init=False)
     report_clients: db.ClientPool = field(init=False)
+    report_cache: DayCache = field(default_factory=DayCache)
     console: QueryService = field(init=False)
     clickhouse_queries: QueryService = field(init=False)
     pipeline: Pipeline = field(init=False)

@@ -43,3 +43,8 @@ FROM events
 WHERE toStartOfHour(toDateTime(dt, 'UTC')) IN {hours:Array(DateTime('UTC'))}
 GROUP BY hour, event, app_id, country, is_bot
 SETTINGS insert_deduplicate = 0;
+--
+-- 3. A change for the reports' cache of finished days (server/reports/cache.py): the days from
+--    the user's first event on are computed again.
+INSERT INTO event_changes (inserted, first_dt, rows)
+VALUES (now64(3, 'UTC'), {first_dt:DateTime64(3, 'UTC')}, {rows:UInt64});

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -41,6 +41,19 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
         raise Unavailable(f"the report query failed: {first_line(exc)}") from None
 
 
+async def _per_day(request: Request, name: str, query: Callable[..., dict[date, T]], report: ReportRange,
+                   *extra: str) -> dict[date, T]:
+    """A per-day report through the cache of finished days (server/reports/cache.py), unless the
+    request says `Cache-Control: no-cache` (every day computed now)."""
+    if "no-cache" in request.headers.get("cache-control", ""):
+        return await _run(request, query, report, *extra)
+
+    def compute(client: Any, piece: ReportRange) -> dict[date, T]:
+        return query(client, piece, *extra)
+
+    return await _run(request, services(request).report_cache.days, name, report, compute, *extra)
+
+
 def _day(d: date) -> str:
     return d.isoformat()
 
@@ -49,8 +62,10 @@ async def daily(request: Request) -> Response:
     report = report_range(request.query_params)
     # Four queries at once: the engine runs them in parallel (the slowest sets the time).
     active, new, durations, total = await asyncio.gather(
-        _run(request, queries.active_users, report), _run(request, queries.new_users, report),
-        _run(request, queries.session_durations, report), _run(request, queries.total_users, report))
+        _per_day(request, "active_users", queries.active_users, report),
+        _per_day(request, "new_users", queries.new_users, report),
+        _per_day(request, "session_durations", queries.session_durations, report),
+        _run(request, queries.total_users, report))
     stats = [
         {
             "date": _day(d),
@@ -65,7 +80,7 @@ async def daily(request: Request) -> Response:
 
 async def active_users(request: Request) -> Response:
     report = report_range(request.query_params)
-    active = await _run(request, queries.active_users, report)
+    active = await _per_day(request, "active_users", queries.active_users, report)
     return json_response(
         [{"date": _day(d), "dau": v[0], "wau": v[1], "mau": v[2]}
          for d, v in ((d, active.get(d, (0, 0, 0))) for d in report.days())]
@@ -117,7 +132,7 @@ async def ratio(request: Request) -> Response:
         if not value or len(value) > 1024:
             raise BadParameter(name, "must name an event")
         names[name] = value
-    values = await _run(request, queries.ratio, report, names["numerator"], names["denominator"])
+    values = await _per_day(request, "ratio", queries.ratio, report, names["numerator"], names["denominator"])
     return json_response(
         [{"date": _day(d), "ratio": values[d][0], "users": values[d][1]} for d in report.days() if d in values]
     )
@@ -142,8 +157,8 @@ async def retention(request: Request) -> Response:
 
 async def revenue(request: Request) -> Response:
     report = report_range(request.query_params)
-    money, active = await asyncio.gather(_run(request, queries.revenue, report),
-                                         _run(request, queries.active_users, report))
+    money, active = await asyncio.gather(_per_day(request, "revenue", queries.revenue, report),
+                                         _per_day(request, "active_users", queries.active_users, report))
     body = []
     for d in report.days():
         total, payers = money.get(d, (0, 0))

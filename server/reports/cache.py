@@ -1,0 +1,120 @@
+"""Per-day report results kept between requests, and dropped for the days new or late events touch.
+
+A report that is a value per day (active users, new users, session length, revenue, ratio) asks
+`DayCache.days`: the days of its range already known are taken from memory, the others computed
+by one query over the smallest range that covers them. Before that, `event_changes`
+(011_event_changes.sql: a row per block inserted into `events`, with its earliest `dt`) says
+whether anything arrived since the entry was last checked, and from which day: those days and
+later ones are dropped (a day before, too: a session can cross midnight, and a WAU/MAU window
+reaches forward). So a dashboard refreshing every few seconds recomputes today (and yesterday),
+not the whole range, and a quiet server answers from memory.
+
+A block's view runs (and stamps `inserted`) before the INSERT commits, so a block may become
+visible after a check that saw later ones: each entry also keeps how many changes it saw in the
+CHANGES_MARGIN_SECONDS before its check, and a different count there later means such a block
+arrived. Beyond that margin, an entry lives at most MAX_AGE_SECONDS; at most MAX_ENTRIES entries
+(least recently used dropped).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from clickhouse_connect.driver.client import Client
+
+from server.reports.params import ReportRange
+
+T = TypeVar("T")
+CHANGES_MARGIN_SECONDS = 30
+MAX_AGE_SECONDS = 600
+MAX_ENTRIES = 256
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ABSENT = object()  # a day computed that has no value (no events)
+
+
+@dataclass
+class Entry:
+    checked: datetime  # the newest change seen when the entry was last brought up to date
+    window: int  # changes seen then in the CHANGES_MARGIN_SECONDS up to `checked`
+    created: float = field(default_factory=time.monotonic)
+    days: dict[date, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Changes:
+    newest: datetime
+    window: int  # changes in the margin up to `newest`
+    first_dt: datetime | None  # the earliest event time among the changes the entry has not seen
+
+
+def changes_since(client: Client, entry: Entry | None) -> Changes:
+    """What arrived in `events` since the entry was checked: changes after its `checked`, and any
+    that committed late inside the margin before it (their count there has grown)."""
+    checked = entry.checked if entry else EPOCH
+    seen = entry.window if entry else 0
+    row = client.query(
+        """
+        WITH (SELECT max(inserted) FROM event_changes) AS newest,
+             {checked:DateTime64(3, 'UTC')} AS checked,
+             toIntervalSecond({margin:UInt32}) AS margin
+        SELECT newest,
+               countIf(inserted > newest - margin AND inserted <= newest),
+               countIf(inserted > checked), minIf(first_dt, inserted > checked),
+               countIf(inserted > checked - margin AND inserted <= checked),
+               minIf(first_dt, inserted > checked - margin AND inserted <= checked)
+        FROM event_changes
+        WHERE inserted > least(newest, checked) - margin
+        """, parameters={"checked": checked, "margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
+    newest, window, after, first_after, in_margin, first_in_margin = row
+    firsts = [_utc(first_after)] if after else []
+    if entry is not None and in_margin != seen:
+        firsts.append(_utc(first_in_margin))
+    return Changes(_utc(newest), int(window), min(firsts) if firsts else None)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class DayCache:
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0  # days answered from memory
+        self.computed = 0  # days computed
+
+    def days(self, client: Client, name: str, report: ReportRange,
+             compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable) -> dict[date, T]:
+        key = (name, report.tz, report.app_id, report.country, report.event, report.bots, *extra)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and time.monotonic() - entry.created > MAX_AGE_SECONDS:
+                entry = None
+        changes = changes_since(client, entry)
+        known: dict[date, Any] = dict(entry.days) if entry else {}
+        if entry is not None and changes.first_dt is not None:
+            dirty = changes.first_dt.astimezone(ZoneInfo(report.tz)).date() - timedelta(days=1)
+            known = {d: v for d, v in known.items() if d < dirty}
+        wanted = report.days()
+        missing = [d for d in wanted if d not in known]
+        if missing:
+            piece = replace(report, first_day=missing[0], last_day=missing[-1])
+            fresh = compute(client, piece)
+            for d in piece.days():
+                known[d] = fresh.get(d, _ABSENT)
+        with self._lock:
+            self.hits += len(wanted) - len(missing)
+            self.computed += len(missing)
+            self._entries[key] = Entry(changes.newest, changes.window,
+                                       entry.created if entry else time.monotonic(), known)
+            self._entries.move_to_end(key)
+            while len(self._entries) > MAX_ENTRIES:
+                self._entries.popitem(last=False)
+        return {d: known[d] for d in wanted if known[d] is not _ABSENT}

@@ -1,0 +1,36 @@
+"""The reports' cache of finished days: a quiet server answers from memory, and an event arriving
+late for an old day brings that day (and the later ones) up to date at the next request."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from server.app import create_app
+from tests.conftest import SettlingClient
+from tests.reports import reference
+
+FIRST, LAST = date(2025, 3, 3), date(2025, 3, 9)
+EVENTS = reference.generate(seed=41, first_day=FIRST, days=7, users=20)
+RANGE = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+
+
+def test_days_come_from_memory_until_an_event_touches_them(settings):
+    with SettlingClient(create_app(settings)) as api:
+        for n in range(0, len(EVENTS), 100):
+            assert api.post("/events", json=EVENTS[n:n + 100]).status_code == 202
+        cache = api.app.state.services.report_cache
+        first = api.get("/reports/daily", params=RANGE).json()
+        assert first == reference.daily(EVENTS, FIRST, LAST, "UTC")
+        computed = cache.computed
+        assert api.get("/reports/daily", params=RANGE).json() == first
+        assert cache.computed == computed  # nothing computed again: all from memory
+        # A late event on 5 March (a new user, a payment): 4 March on are computed again.
+        late = {"dt": "2025-03-05T12:00:00Z", "event": "pay", "user_id": "late-user", "amount": 700,
+                "app_id": "a1", "country": "DE"}
+        assert api.post("/events", json=late).status_code == 202
+        after = api.get("/reports/daily", params=RANGE).json()
+        assert after == reference.daily([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")
+        recomputed = cache.computed - computed
+        assert recomputed == 3 * 6  # active, new users, sessions: 4 to 9 March each
+        revenue = api.get("/reports/revenue", params=RANGE).json()
+        assert revenue == reference.revenue([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -54,6 +55,16 @@ async def _per_day(request: Request, name: str, query: Callable[..., dict[date, 
     return await _run(request, services(request).report_cache.days, name, report, compute, *extra)
 
 
+def total_as_of(client: Any, report: ReportRange) -> dict[date, int]:
+    """Users seen up to the end of the range, as the value of its last day (for the day cache)."""
+    return {report.last_day: queries.total_users(client, report)}
+
+
+async def _total(request: Request, report: ReportRange) -> int:
+    last = replace(report, first_day=report.last_day)
+    return (await _per_day(request, "total_users", total_as_of, last)).get(report.last_day, 0)
+
+
 def _day(d: date) -> str:
     return d.isoformat()
 
@@ -65,7 +76,7 @@ async def daily(request: Request) -> Response:
         _per_day(request, "active_users", queries.active_users, report),
         _per_day(request, "new_users", queries.new_users, report),
         _per_day(request, "session_durations", queries.session_durations, report),
-        _run(request, queries.total_users, report))
+        _total(request, report))
     stats = [
         {
             "date": _day(d),
@@ -89,7 +100,7 @@ async def active_users(request: Request) -> Response:
 
 async def total_users(request: Request) -> Response:
     report = report_range(request.query_params)
-    return json_response({"total_users": await _run(request, queries.total_users, report)})
+    return json_response({"total_users": await _total(request, report)})
 
 
 def funnel_steps(text: str | None) -> list[str]:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -53,6 +53,21 @@ async def _per_day(request: Request, name: str, query: Callable[..., dict[date, 
         return query(client, piece, *extra)
 
     return await _run(request, services(request).report_cache.days, name, report, compute, *extra)
+
+
+async def _whole(request: Request, name: str, query: Callable[..., T], report: ReportRange, *extra: Any) -> T:
+    """A report over the whole range (retention, funnel, breakdown) through the day cache: its
+    answer is kept as the value of the range's last day, so any event touching the range (or the
+    day after) makes it computed again; an unchanged range (last month) comes from memory."""
+    if "no-cache" in request.headers.get("cache-control", ""):
+        return await _run(request, query, report, *extra)
+
+    def compute(client: Any, last_day: ReportRange) -> dict[date, T]:
+        return {report.last_day: query(client, report, *extra)}
+
+    found = await _run(request, services(request).report_cache.days, name, replace(report, first_day=report.last_day),
+                       compute, report.first_day.isoformat(), *(repr(value) for value in extra))
+    return cast(T, found[report.last_day])
 
 
 def total_as_of(client: Any, report: ReportRange) -> dict[date, int]:
@@ -126,7 +141,7 @@ async def funnel(request: Request) -> Response:
     report = report_range(request.query_params)
     steps = funnel_steps(request.query_params.get("steps"))
     window = window_seconds(request.query_params.get("window"))
-    reached = await _run(request, queries.funnel, report, steps, window)
+    reached = await _whole(request, "funnel", queries.funnel, report, steps, window)
     first = reached[0]
     body = [
         {"step": step, "users": users, "conversion": round(users / first, 6) if first else 0.0}
@@ -155,7 +170,7 @@ async def retention(request: Request) -> Response:
     if period not in ("day", "week"):
         raise BadParameter("period", "must be day or week")
     period_days = 7 if period == "week" else 1
-    cohorts = await _run(request, queries.retention, report, period_days)
+    cohorts = await _whole(request, "retention", queries.retention, report, period_days)
     last = report.last_day - timedelta(days=report.last_day.weekday()) if period == "week" else report.last_day
     body = []
     for cohort in sorted(cohorts):
@@ -192,7 +207,7 @@ async def breakdown(request: Request) -> Response:
     text = request.query_params.get("limit", "10")
     if not text.isdigit() or not 1 <= int(text) <= MAX_BREAKDOWN_LIMIT:
         raise BadParameter("limit", f"must be a whole number from 1 to {MAX_BREAKDOWN_LIMIT}, got {text[:40]!r}")
-    top, (rest_visitors, rest_events) = await _run(request, queries.breakdown, report, by, int(text))
+    top, (rest_visitors, rest_events) = await _whole(request, "breakdown", queries.breakdown, report, by, int(text))
     return json_response({
         "by": by,
         "values": [{"value": value, "visitors": visitors, "events": events} for value, visitors, events in top],

@@ -34,3 +34,22 @@ def test_days_come_from_memory_until_an_event_touches_them(settings):
         assert recomputed == 3 * 6 + 1  # active, new users, sessions: 4 to 9 March each; total users as of the 9th
         revenue = api.get("/reports/revenue", params=RANGE).json()
         assert revenue == reference.revenue([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")
+
+
+def test_whole_range_reports_are_kept_until_an_event_touches_their_range(settings):
+    with SettlingClient(create_app(settings)) as api:
+        assert api.post("/events", json=EVENTS).status_code == 202
+        cache = api.app.state.services.report_cache
+        query = {**RANGE, "steps": "view,start_task,finish_task", "window": "3600"}
+        before = api.get("/reports/funnel", params=query).json()
+        computed = cache.computed
+        later = {"dt": "2025-04-20T10:00:00Z", "event": "view", "user_id": "april", "app_id": "a1"}
+        assert api.post("/events", json=later).status_code == 202  # after the range: nothing to redo
+        assert api.get("/reports/funnel", params=query).json() == before
+        assert cache.computed == computed
+        inside = {"dt": "2025-03-04T10:00:00Z", "event": "view", "user_id": "march", "app_id": "a1"}
+        assert api.post("/events", json=inside).status_code == 202
+        after = api.get("/reports/funnel", params=query).json()
+        assert cache.computed == computed + 1
+        assert after["steps"][0]["users"] == before["steps"][0]["users"] + 1
+        assert after == api.get("/reports/funnel", params=query, headers={"Cache-Control": "no-cache"}).json()

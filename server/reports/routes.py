@@ -217,7 +217,7 @@ async def breakdown(request: Request) -> Response:
 
 async def event_counts(request: Request) -> Response:
     report = report_range(request.query_params)
-    rows = await _run(request, queries.event_counts, report)
+    rows = await _whole(request, "event_counts", queries.event_counts, report)
     zone = ZoneInfo(report.tz)
     return json_response(
         [{"hour": _hour(hour, zone), "event": event, "events": int(n)} for hour, event, n in rows]

@@ -92,12 +92,11 @@ class Enricher:
         self.visitors = visitors
         self.max_string_length = max_string_length
 
-    def enrich(self, rows: list[Row], sender: Sender) -> int:
-        """Fill the enrichment columns in place; returns how many rows are bots."""
+    def enrich(self, rows: list[Row], sender: Sender) -> None:
+        """Fill the enrichment columns in place (`is_bot` is set only on bots)."""
         agent = sender.agent
         fields = {name: value for name, value in (("browser", agent.browser), ("browser_version", agent.browser_version),
                                                   ("os", agent.os), ("device_type", agent.device_type)) if value}
-        bots = 0
         for row in rows:
             if fields:
                 row.update(fields)
@@ -107,7 +106,6 @@ class Enricher:
             if agent.crawler or (agent.tool and anonymous):
                 row["is_bot"] = 1
                 row["device_type"] = "bot"
-                bots += 1
             if sender.country and not row.get("country"):
                 row["country"] = sender.country
             props = row.get("props")
@@ -120,4 +118,3 @@ class Enricher:
             if url:
                 for key, value in utm_of(url):
                     row.setdefault(key, value[: self.max_string_length])
-        return bots

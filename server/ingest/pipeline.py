@@ -135,11 +135,17 @@ class Pipeline:
             return
         if not await asyncio.to_thread(self.consumer.settle, timeout):
             raise Unavailable(f"the log's consumer did not insert what waits within {timeout:.0f} s; retry later")
-        await asyncio.to_thread(self.consumer.pause_lock.acquire)
+        lock = self.consumer.pause_lock
+        acquiring = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+        try:
+            await asyncio.shield(acquiring)
+        except asyncio.CancelledError:  # the lock is still taken by the thread: give it back then
+            acquiring.add_done_callback(lambda done: lock.release())
+            raise
         try:
             yield
         finally:
-            self.consumer.pause_lock.release()
+            lock.release()
 
     async def close(self) -> None:
         if self.committer is not None:

@@ -115,7 +115,7 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
             ingest.metrics.events_rejected.labels("validation").inc(len(items))
             raise ValidationFailed(errors)
         check_apps(rows, apps)
-        bots = ingest.enricher.enrich(rows, sender)
+        ingest.enricher.enrich(rows, sender)
         claim = await ingest.dedup.claim(rows)
         try:
             if with_event_ids:
@@ -129,6 +129,7 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
             ingest.metrics.events_rejected.labels(exc.code).inc()
         raise
     ingest.metrics.events_accepted.inc(len(claim.rows))
+    bots = sum(1 for row in claim.rows if "is_bot" in row)  # stored now (duplicates were counted before)
     if bots:
         ingest.metrics.events_bot.inc(bots)
     if claim.duplicates:

@@ -105,13 +105,8 @@ class ClientPool:
             self._free.put(client)
 
 
-def scalar(client: Client, sql: str) -> int:
+def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
     """The one integer a query answers (a count, an EXISTS)."""
-    return int(client.query(sql).result_rows[0][0])
-
-
-def scalar_with(client: Client, sql: str, parameters: dict[str, Any]) -> int:
-    """`scalar` of a query with bound parameters."""
     return int(client.query(sql, parameters=parameters).result_rows[0][0])
 
 

@@ -19,7 +19,6 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -35,8 +34,10 @@ from server.state import services
 
 log = logging.getLogger(__name__)
 
-BY_USER_ID = ("events", "user_first_seen", "sessions")
-BY_USER_HASH = ("user_hours", "session_spans")  # sipHash64(user_id)
+# Every table that holds the user, and how its rows name them (two hold sipHash64(user_id)).
+BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id = {user_id:String}",
+           "sessions": "user_id = {user_id:String}", "user_hours": "user = sipHash64({user_id:String})",
+           "session_spans": "user = sipHash64({user_id:String})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0
 
@@ -60,29 +61,20 @@ def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
     """Delete the user's rows (of one app, or all) and rebuild the rollups they counted in.
     Call with the pipeline quiesced."""
     params: dict[str, Any] = {"user_id": user_id, "app_id": app_id}
-    removed: dict[str, int] = {}
-    for table in BY_USER_ID:
-        removed[table] = db.scalar_with(client, f"SELECT count() FROM {table} WHERE user_id = {{user_id:String}} AND {APP}",
-                                        params)
-    for table in BY_USER_HASH:
-        removed[table] = db.scalar_with(
-            client, f"SELECT count() FROM {table} WHERE user = sipHash64({{user_id:String}}) AND {APP}", params)
+    removed = {table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match} AND {APP}", params)
+               for table, match in BY_USER.items()}
     if any(removed.values()):
-        where = f"user_id = {{user_id:String}} AND {APP}"
-        buckets = _times(client, f"SELECT DISTINCT toStartOfFifteenMinutes(toDateTime(dt, 'UTC')) FROM events WHERE {where}",
-                         params)
-        hours = _times(client, f"SELECT DISTINCT toStartOfHour(toDateTime(dt, 'UTC')) FROM events WHERE {where}", params)
-        first_dt = client.query(f"SELECT min(dt) FROM events WHERE {where}", parameters=params).result_rows[0][0]
+        # One read of the user's events: the buckets and hours to rebuild, and the first day changed.
+        buckets, hours, first_dt = client.query(
+            "SELECT groupUniqArray(toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), "
+            f"groupUniqArray(toStartOfHour(toDateTime(dt, 'UTC'))), min(dt) FROM events WHERE {BY_USER['events']} AND {APP}",
+            parameters=params).result_rows[0]
         for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
             client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
                                                   "rows": removed["events"]})
     log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
              removed)
     return Erased(user_id, app_id, removed)
-
-
-def _times(client: Client, sql: str, params: dict[str, Any]) -> list[datetime]:
-    return [row[0] for row in client.query(sql, parameters=params).result_rows]
 
 
 def require_admin(request: Request, admin_token: str) -> None:

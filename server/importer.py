@@ -67,7 +67,7 @@ class Summary:
         if self.skipped:
             parts.append(f"{self.skipped:,} lines skipped (stored by an earlier run)")
         if self.rejected:
-            reasons = ", ".join(f"{field} {n:,}" for field, n in self.rejected.most_common())
+            reasons = ", ".join(f"{name} {n:,}" for name, n in self.rejected.most_common())
             parts.append(f"{sum(self.rejected.values()):,} rejected ({reasons}); the first ones in {self.rejects_path}")
         return "; ".join(parts)
 

@@ -48,7 +48,9 @@ class Cors:
             return None
         if allowed is None:
             return send  # the browser withholds the answer from the page
-        extra = [(b"access-control-allow-origin", allowed), (b"vary", b"Origin")]
+        # Retry-After readable by the page's script (the tracker waits that long before a retry).
+        extra = [(b"access-control-allow-origin", allowed), (b"access-control-expose-headers", b"Retry-After"),
+                 (b"vary", b"Origin")]
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":

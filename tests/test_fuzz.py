@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,7 +45,8 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("fuzz")
     port = free_port()
     process = start_server(data, port, BODY_TIMEOUT_SECONDS="5")
-    yield f"http://127.0.0.1:{port}"
+    with requests.Session() as session:  # one kept-alive connection for every generated request
+        yield f"http://127.0.0.1:{port}", session
     process.terminate()
     process.wait(timeout=60)
 
@@ -51,7 +54,8 @@ def server(tmp_path_factory):
 @SCHEMA.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_request_gets_a_5xx_or_an_undocumented_status(server, case):
-    response = case.call(base_url=server, timeout=30)
+    base_url, session = server
+    response = case.call(base_url=base_url, session=session, timeout=30)
     assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
     documented = set(case.operation.definition.raw["responses"])
     if case.method.lower() != case.operation.method.lower():
@@ -91,7 +95,8 @@ def parser_server(tmp_path_factory):
     port = free_port()
     process = start_server(data, port)
     sent = {"stored": 0}
-    yield f"http://127.0.0.1:{port}/events", sent
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:  # one kept-alive connection
+        yield client, sent
     process.terminate()
     process.wait(timeout=60)
     # After the run: exactly the events the server acknowledged are stored (no half-batches).
@@ -101,10 +106,8 @@ def parser_server(tmp_path_factory):
 @given(body=BODIES, content_type=CONTENT_TYPES)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 def test_any_body_gets_2xx_or_4xx_and_is_stored_whole_or_not_at_all(parser_server, body, content_type):
-    import httpx
-
-    url, sent = parser_server
-    response = httpx.post(url, content=body, headers={"Content-Type": content_type} if content_type else {}, timeout=30)
+    client, sent = parser_server
+    response = client.post("/events", content=body, headers={"Content-Type": content_type} if content_type else {})
     assert response.status_code == 202 or 400 <= response.status_code < 500, response.text[:300]
     if response.status_code == 202:
         sent["stored"] += response.json()["accepted"]

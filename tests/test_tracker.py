@@ -38,6 +38,7 @@ def test_posts_from_a_page_carry_the_cors_header(api):
     for path in ("/events", "/events/", "/api/v1/event/save"):
         r = api.post(path, json=EVENT, headers={"Origin": "https://shop.example"})
         assert r.status_code == 202
+        assert r.headers["access-control-expose-headers"] == "Retry-After"  # the tracker reads it
         assert r.headers["access-control-allow-origin"] == "*"
     refused = api.post("/events", json={"event": "x"}, headers={"Origin": "https://shop.example"})
     assert refused.status_code == 422 and refused.headers["access-control-allow-origin"] == "*"

@@ -3,7 +3,8 @@
  * Sends a pageview on load and on single-page navigations (pushState, popstate);
  * analytics.track(name, props) for custom events, analytics.identify(userId) to name the user.
  * Events are batched (a JSON array, text/plain so no CORS preflight), each with an event_id so a
- * retry is never stored twice; network errors and 429/503 are retried with backoff; on page hide
+ * retry is never stored twice; network errors, 408, 429 and 5xx are retried after the answer's
+ * Retry-After (seconds) or else with backoff (2 s doubling to 60 s); on page hide
  * what waits goes with navigator.sendBeacon. Nothing here throws into the page. */
 (function (w, d) {
   "use strict";
@@ -30,16 +31,17 @@
       if (!queue.length || inFlight.length) return;
       var batch = queue.splice(0, MAX);
       inFlight = batch;
-      var retry = function () {
+      var retry = function (r) {
+        var after = r && r.headers ? parseInt(r.headers.get("Retry-After"), 10) : NaN;
         inFlight = [];
         queue = batch.concat(queue);
         backoff = Math.min(backoff * 2, 60000);
-        schedule(backoff);
+        schedule(after >= 0 ? Math.min(after * 1000, 60000) : backoff);
       };
       fetch(url, { method: "POST", body: JSON.stringify(batch), keepalive: true, credentials: "omit",
                    headers: { "Content-Type": "text/plain" } })
         .then(function (r) {
-          if (r.status == 429 || r.status == 408 || r.status >= 500) return retry();
+          if (r.status == 429 || r.status == 408 || r.status >= 500) return retry(r);
           inFlight = []; // stored, or refused for good (a 4xx: sending again cannot help)
           backoff = 1000;
           if (queue.length) schedule(0);

@@ -18,7 +18,7 @@ FIRST, LAST = date(2025, 3, 3), date(2025, 3, 9)
 def test_rows_before_and_after_the_rollups_migration_are_each_counted_once(make_settings, tmp_path):
     events = reference.generate(seed=11, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
-    settings = make_settings()
+    settings = make_settings(fresh=True)
 
     # A database at version 3: events stored before the rollups existed.
     old = tmp_path / "migrations"
@@ -52,7 +52,7 @@ def test_rows_before_and_after_the_enrichment_migration_are_each_counted_once(ma
     are counted by the new ones, none twice; bots posted after it are left out of the reports."""
     events = reference.generate(seed=12, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
-    settings = make_settings()
+    settings = make_settings(fresh=True)
     old = tmp_path / "migrations"
     old.mkdir()
     for migration in db.migration_files()[:6]:

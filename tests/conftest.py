@@ -39,17 +39,24 @@ class DatabasePool:
 
     def __init__(self, chdb_dir: Path) -> None:
         self.url = f"chdb://{chdb_dir}"
-        self.free: list[str] = []
-        self.schema: str | None = None  # the schema of a freshly migrated database
         # Held open for the session: the embedded engine shuts down when its last client closes,
         # and opening it again costs each test's app ~30 ms per client it opens.
         self.client = db.connect(Settings.from_env({}, clickhouse_url=self.url), database="default")
+        # The first database, migrated here, is the schema every database given back must have.
+        first = Settings.from_env({}, clickhouse_url=f"{self.url}?database=t_{uuid.uuid4().hex[:12]}")
+        db.migrate(first)
+        schema = self._schema(self.client, first.database)
+        assert schema is not None
+        self.schema = schema
+        self.free = [first.database]
 
     def take(self) -> str | None:
         return self.free.pop() if self.free else None
 
     def give_back(self, made: list[Settings]) -> None:
         for settings in made:
+            if settings.database in self.free:
+                continue  # given back already
             if settings.clickhouse_url.startswith(self.url + "?") and self._reusable(self.client, settings.database):
                 self._empty(self.client, settings.database)
                 self.free.append(settings.database)
@@ -57,12 +64,7 @@ class DatabasePool:
                 self.client.command("DROP DATABASE IF EXISTS {name:Identifier} SYNC", parameters={"name": settings.database})
 
     def _reusable(self, client: Client, database: str) -> bool:
-        schema = self._schema(client, database)
-        if schema is None:
-            return False
-        if self.schema is None:
-            self.schema = schema
-        return schema == self.schema
+        return self._schema(client, database) == self.schema
 
     @staticmethod
     def _schema(client: Client, database: str) -> str | None:
@@ -70,10 +72,10 @@ class DatabasePool:
             return None
         if not client.command("EXISTS TABLE {d:Identifier}.schema_migrations", parameters={"d": database}):
             return None
-        versions = client.command("SELECT groupArray(version) FROM (SELECT version FROM {d:Identifier}.schema_migrations "
-                                  "FINAL ORDER BY version)", parameters={"d": database})
-        if str(versions) != str(list(range(1, len(db.migration_files()) + 1))).replace(" ", ""):
-            return None
+        versions = client.query("SELECT version FROM {d:Identifier}.schema_migrations FINAL ORDER BY version",
+                                parameters={"d": database}).result_rows
+        if [version for (version,) in versions] != [migration.version for migration in db.migration_files()]:
+            return None  # a test deleted a migration's record
         tables = client.query("SELECT name, replaceAll(create_table_query, {d:String}, '') FROM system.tables "
                               "WHERE database = {d:String} ORDER BY name", parameters={"d": database}).result_rows
         return "\n".join(f"{name}: {query}" for name, query in tables)

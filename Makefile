@@ -58,19 +58,20 @@ bench-reports: $(STAMP)
 
 # Chromium for the browser tests comes from Debian's package (Playwright cannot download
 # browsers here); when it cannot be installed, those tests are reported as skipped.
-# pytest runs in three processes (pytest-xdist), each with its own embedded engine, taking the
-# next test when free (worksteal). Three on two cores: a third of the suite's time is spent
-# waiting (servers starting, browsers, log consumers), and a third process fills it (97 s -> 87 s).
+# pytest runs in three processes (pytest-xdist), each with its own embedded engine, a test file
+# each at a time (module fixtures such as demo data are made once). Three on two cores: a third of
+# the suite's time is spent waiting (servers starting, browsers, log consumers), which a third
+# process fills (about 97 s -> 85 s; worksteal balances no better and repeats module fixtures).
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 3 --dist worksteal
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 # The quick loop while working: the same checks without the browser tests (and, as always, the slow ones).
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not browser"
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not slow and not browser"
 
 # The long runs: 25 SIGKILLs under load.
 test-slow: $(STAMP)

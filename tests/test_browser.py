@@ -70,10 +70,10 @@ def page(server):
 
 def test_live_tab_draws_events_per_second(server, page):
     page.goto(server + "/#live")
-    for n in range(4):  # events arrive while the page samples /metrics
+    for n in range(6):  # events arrive while the page samples /metrics
         body = [{"dt": "2026-01-01T00:00:00Z", "event": "view", "user_id": f"live{n}-{i}"} for i in range(50)]
         assert httpx.post(server + "/events", json=body).status_code == 202
-        page.wait_for_timeout(600)
+        page.wait_for_timeout(800)
     page.wait_for_function(f"({SERIES_PIXELS})('#live-events') > 20", timeout=15000)
     assert page.evaluate(f"({SERIES_PIXELS})('#live-insert')") > 20
     assert "updated" in page.inner_text("#live-status")

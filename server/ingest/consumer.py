@@ -32,7 +32,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.errors import first_line
-from server.ingest.wal import Position, Record, WriteAheadLog
+from server.ingest.wal import LogSource, Position, Record
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Checkpoint:
 class Consumer:
     def __init__(
         self,
-        wal: WriteAheadLog,
+        wal: LogSource,
         client: Client,
         *,
         batch_seconds: float,
@@ -129,7 +129,7 @@ class Consumer:
         """Insert everything synced so far now; True once it is in ClickHouse (within timeout)."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            target = self._durable_end
+            target = self._wal.synced_end() if self._durable_end is None else self._durable_end
             self._hurry = True
             self._condition.notify_all()
             while target is not None and self.position < target:
@@ -192,8 +192,11 @@ class Consumer:
             for record in self._wal.read(records[-1].end if records else self.position, self._batch_max_rows - rows):
                 records.append(record)
                 rows += record.rows
+            tail = records[-1].end.offset if records else self.position.offset
+            # A finished segment ends at its end, or at a torn tail: the read stopped short of both
+            # its end and the row limit (bytes of a write whose process died before syncing it).
             at_segment_end = not self._wal.is_live(segment) and (
-                (records[-1].end.offset if records else self.position.offset) >= self._wal.readable_end(segment))
+                tail >= self._wal.readable_end(segment) or rows < self._batch_max_rows)
             if records and (rows >= self._batch_max_rows or at_segment_end or self._hurry
                             or time.monotonic() - started >= self._batch_seconds):
                 return records

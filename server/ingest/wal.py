@@ -16,6 +16,11 @@ Rules that make a 202 mean durable, and nothing else:
   (ftruncate) and retired, the failure is kept for /readyz, and the next write starts a new
   segment.
 - Past LOG_MAX_BYTES unconsumed, writes are refused (`LogFull`).
+
+Another process may consume the log (WEB_CONCURRENCY > 1 on the embedded engine: each HTTP
+worker writes its own log, the engine process reads them all): after each fdatasync the writer
+records the synced end in the file `synced` (segment, offset; 16 bytes, no sync of its own), and
+`LogReader` reads the live segment only up to it, so a record is read only once acknowledged.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 MAGIC = b"WAL1"
 HEADER = struct.Struct("<4sII")
+SYNCED = struct.Struct("<qq")  # the `synced` file: segment, offset
 SEGMENT_BYTES = 64 * 1024 * 1024
 
 
@@ -70,6 +77,21 @@ def encode_record(payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
+class LogSource(Protocol):
+    """What the consumer reads: a WriteAheadLog of this process, or a LogReader of another's."""
+
+    directory: Path
+    log_id: str
+
+    def segments(self) -> list[int]: ...
+    def is_live(self, segment: int) -> bool: ...
+    def readable_end(self, segment: int) -> int: ...
+    def synced_end(self) -> Position | None: ...
+    def read(self, start: Position, max_rows: int) -> Iterator[Record]: ...
+    def delete_segment(self, segment: int) -> None: ...
+    def bytes_after(self, position: Position) -> int: ...
+
+
 class WriteAheadLog:
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = SEGMENT_BYTES):
         self.directory = directory
@@ -82,7 +104,8 @@ class WriteAheadLog:
         except BlockingIOError:
             os.close(self._lock_fd)
             raise LogInUse(f"the write-ahead log {directory} is in use by another process (LOG_DIR)") from None
-        self.log_id = self._log_id()
+        self.log_id = log_id_of(directory)
+        self._synced_fd = os.open(directory / "synced", os.O_RDWR | os.O_CREAT, 0o600)
         self._lock = threading.Lock()
         self._readable: dict[int, int] = {}  # segment -> bytes a reader may read
         for segment in self._segment_numbers():
@@ -116,7 +139,12 @@ class WriteAheadLog:
         with self._lock:
             self._readable[self._live] = start + len(data)
         self.failure = None
-        return Position(self._live, start + len(data))
+        end = Position(self._live, start + len(data))
+        try:  # for a reader in another process; a page-cache write (lost in a crash, when it is not needed)
+            os.pwrite(self._synced_fd, SYNCED.pack(end.segment, end.offset), 0)
+        except OSError:
+            pass  # the records are durable and acknowledged; a reader elsewhere sees them at the next write
+        return end
 
     def _open_new_segment(self) -> None:
         self._close_live()
@@ -149,6 +177,7 @@ class WriteAheadLog:
 
     def close(self) -> None:
         self._close_live()
+        os.close(self._synced_fd)
         os.close(self._lock_fd)  # releases the lock
 
     def probe(self) -> bool:
@@ -176,6 +205,14 @@ class WriteAheadLog:
     def is_live(self, segment: int) -> bool:
         return segment == self._live
 
+    def synced_end(self) -> Position | None:
+        """The end of what is synced in the newest segment (None: no segment)."""
+        with self._lock:
+            if not self._readable:
+                return None
+            segment = max(self._readable)
+            return Position(segment, self._readable[segment])
+
     def readable_end(self, segment: int) -> int:
         with self._lock:
             return self._readable.get(segment, 0)
@@ -183,23 +220,7 @@ class WriteAheadLog:
     def read(self, start: Position, max_rows: int) -> Iterator[Record]:
         """Records from `start` to the segment's readable end (its synced end while live), at most
         about `max_rows` rows (a record is never split), stopping at a torn tail."""
-        end = self.readable_end(start.segment)
-        if start.offset >= end:
-            return
-        with open(self.directory / _name(start.segment), "rb") as f:
-            f.seek(start.offset)
-            data = f.read(end - start.offset)
-        offset, rows = 0, 0
-        while offset + HEADER.size <= len(data) and rows < max_rows:
-            magic, length, crc = HEADER.unpack_from(data, offset)
-            payload = data[offset + HEADER.size: offset + HEADER.size + length]
-            if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
-                return  # a torn tail
-            record_start = Position(start.segment, start.offset + offset)
-            offset += HEADER.size + length
-            record = Record(payload, record_start, Position(start.segment, start.offset + offset))
-            rows += record.rows
-            yield record
+        return read_records(self.directory, start, self.readable_end(start.segment), max_rows)
 
     def delete_segment(self, segment: int) -> None:
         """A segment the consumer has finished (never the live one)."""
@@ -222,23 +243,107 @@ class WriteAheadLog:
                        - (position.offset if position.segment in self._readable else 0))
 
     def _segment_numbers(self) -> list[int]:
-        return sorted(int(path.stem.split("-")[1]) for path in self.directory.glob("wal-*.seg"))
+        return segment_numbers(self.directory)
 
-    def _log_id(self) -> str:
-        """This log's identity, part of every deduplication token, so that a log directory made
-        anew never reuses a token of an earlier one."""
-        path = self.directory / "log-id"
-        if path.exists():
-            return path.read_text().strip()
-        log_id = uuid.uuid4().hex
-        temporary = self.directory / "log-id.tmp"
-        with open(temporary, "w") as f:
-            f.write(log_id)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+
+class LogReader:
+    """A log directory written by another process, read by its consumer (server/ingest/consumer.py
+    takes either this or a WriteAheadLog). The newest segment is the live one: read up to the end
+    the writer recorded as synced. The older ones are finished (the writer's process restarted,
+    or it moved on) and are read to their end, stopping at a torn tail. Takes no lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.log_id = log_id_of(directory)
+
+    def segments(self) -> list[int]:
+        return segment_numbers(self.directory)
+
+    def is_live(self, segment: int) -> bool:
+        found = self.segments()
+        return bool(found) and segment == found[-1]
+
+    def _synced(self) -> Position | None:
+        try:
+            data = (self.directory / "synced").read_bytes()
+        except FileNotFoundError:
+            return None
+        return Position(*SYNCED.unpack(data)) if len(data) == SYNCED.size else None
+
+    def readable_end(self, segment: int) -> int:
+        try:
+            size = (self.directory / _name(segment)).stat().st_size
+        except FileNotFoundError:
+            return 0
+        if not self.is_live(segment):
+            return size
+        synced = self._synced()
+        return min(size, synced.offset) if synced is not None and synced.segment == segment else 0
+
+    def synced_end(self) -> Position | None:
+        found = self.segments()
+        return Position(found[-1], self.readable_end(found[-1])) if found else None
+
+    def read(self, start: Position, max_rows: int) -> Iterator[Record]:
+        return read_records(self.directory, start, self.readable_end(start.segment), max_rows)
+
+    def delete_segment(self, segment: int) -> None:
+        if self.is_live(segment):
+            return
+        (self.directory / _name(segment)).unlink(missing_ok=True)
         _fsync_directory(self.directory)
-        return log_id
+
+    def bytes_after(self, position: Position) -> int:
+        total = 0
+        for segment in self.segments():
+            if segment >= position.segment:
+                end = self.readable_end(segment)
+                total += max(0, end - position.offset) if segment == position.segment else end
+        return total
+
+
+def read_records(directory: Path, start: Position, end: int, max_rows: int) -> Iterator[Record]:
+    """Records of one segment from `start` to `end`, at most about `max_rows` rows (a record is
+    never split), stopping at a torn tail."""
+    if start.offset >= end:
+        return
+    with open(directory / _name(start.segment), "rb") as f:
+        f.seek(start.offset)
+        data = f.read(end - start.offset)
+    offset, rows = 0, 0
+    while offset + HEADER.size <= len(data) and rows < max_rows:
+        magic, length, crc = HEADER.unpack_from(data, offset)
+        payload = data[offset + HEADER.size: offset + HEADER.size + length]
+        if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+            return  # a torn tail
+        record_start = Position(start.segment, start.offset + offset)
+        offset += HEADER.size + length
+        record = Record(payload, record_start, Position(start.segment, start.offset + offset))
+        rows += record.rows
+        yield record
+
+
+def segment_numbers(directory: Path) -> list[int]:
+    return sorted(int(path.stem.split("-")[1]) for path in directory.glob("wal-*.seg"))
+
+
+def log_id_of(directory: Path) -> str:
+    """The log's identity, part of every deduplication token, so that a log directory made anew
+    never reuses a token of an earlier one. Made by the first process to open the directory (for
+    the HTTP workers' logs: the engine process, before any worker starts)."""
+    path = directory / "log-id"
+    if path.exists():
+        return path.read_text().strip()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_id = uuid.uuid4().hex
+    temporary = directory / "log-id.tmp"
+    with open(temporary, "w") as f:
+        f.write(log_id)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(directory)
+    return log_id
 
 
 def _name(segment: int) -> str:

@@ -30,6 +30,7 @@ from server.config import Settings
 from server.cors import Cors
 from server.errors import first_line, install_error_handlers
 from server.ingest import routes as ingest_routes
+from server.ingest import worker_logs
 from server.metrics import Metrics, MetricsMiddleware
 from server.openapi import openapi_endpoint
 from server.reports import routes as report_routes
@@ -91,9 +92,17 @@ def create_app_from_env() -> Starlette:
     return create_app(settings, freeze_after_start=True)
 
 
-def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlette:
+def create_app(settings: Settings, freeze_after_start: bool = False, group_workers: int = 0) -> Starlette:
+    """The whole server in one process; or, with `group_workers`, the engine process of a group
+    (server/group.py): it also inserts the logs of that many HTTP workers and answers their
+    questions on /_engine/ (its socket is reachable by them only), and leaves the requests'
+    metrics to them (each request it answers came through a worker, which counted it)."""
+    from server import group
+
     metrics = Metrics()
     opened = Services(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
+    if group_workers:
+        opened.worker_dirs = worker_logs.prepare(settings.log_dir, group_workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -132,8 +141,9 @@ def create_app(settings: Settings, freeze_after_start: bool = False) -> Starlett
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
             Route("/openapi.json", openapi_endpoint),
+            *(group.engine_routes() if group_workers else []),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[] if group_workers else [Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.services = opened

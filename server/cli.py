@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="migrate the schema, then serve HTTP")
     serve.add_argument("--host", help="address to bind (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 18888)")
+    engine = commands.add_parser("engine", help="(started by `serve` with WEB_CONCURRENCY > 1 on the embedded engine) "
+                                                "the process that owns the engine, on a unix socket")
+    engine.add_argument("--socket", required=True, help="the unix socket to listen on")
     commands.add_parser("migrate", help="apply pending migrations and exit")
     demo = commands.add_parser("seed-demo", help="migrate, then add demo events made inside ClickHouse")
     demo.add_argument("--events", type=int, default=1_000_000, help="how many events (default 1,000,000)")
@@ -83,8 +86,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    if args.command == "engine":
+        from server.group import serve_engine
+
+        return serve_engine(settings, args.socket)
     if settings.web_concurrency > 1 or settings.prometheus_multiproc_dir:
         prepare_metrics_dir(settings)
+    if settings.web_concurrency > 1 and settings.embedded:
+        from server.group import serve_group
+
+        return serve_group(settings)
     # log_config=None: our JSON handler.
     if settings.web_concurrency > 1:
         # Each worker builds its app from the environment (a ClickHouse server: checked by Settings).

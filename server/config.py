@@ -48,8 +48,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "PORT": ("18888", "Port `analytics-api serve` listens on (`--port` overrides)."),
     "WEB_CONCURRENCY": (
         "1",
-        "uvicorn worker processes. Must be 1 on the embedded engine (one process per data "
-        "directory); several with a ClickHouse server.",
+        "HTTP worker processes. On the embedded engine, N > 1 runs N workers that acknowledge into "
+        "logs of their own plus one process that owns the engine and inserts them (ACK=log only; "
+        "README: Several workers on one machine); with a ClickHouse server, N uvicorn workers.",
     ),
     "PROMETHEUS_MULTIPROC_DIR": (
         "(unset)",
@@ -283,12 +284,12 @@ class Settings:
             raise ConfigError("READ_TOKEN must be at least 8 characters")
         if self.admin_token and len(self.admin_token) < 16:
             raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
-        if self.web_concurrency > 1 and self.embedded:
+        if self.web_concurrency > 1 and self.embedded and self.ack_mode != "log":
             raise ConfigError(
-                f"WEB_CONCURRENCY={self.web_concurrency} needs a ClickHouse server (CLICKHOUSE_URL=http://…): "
-                "the embedded engine allows one process per data directory"
+                f"WEB_CONCURRENCY={self.web_concurrency} on the embedded engine needs ACK=log: the workers write "
+                "logs that the one process owning the engine inserts"
             )
-        if self.web_concurrency > 1 and self.ack_mode == "log":
+        if self.web_concurrency > 1 and not self.embedded and self.ack_mode == "log":
             raise ConfigError(
                 f"WEB_CONCURRENCY={self.web_concurrency} with ACK=log: one process per log directory; "
                 "run one worker per LOG_DIR, or ACK=insert"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -58,6 +59,8 @@ class Services:
     visitors: Visitors = field(init=False)
     _refresher: asyncio.Task[None] | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
+    # The engine process of a group (server/group.py): the HTTP workers' logs it inserts.
+    worker_dirs: list[Path] = field(default_factory=list)
     _clients: list[Client] = field(init=False, default_factory=list)
 
     async def open(self) -> None:
@@ -80,7 +83,7 @@ class Services:
         self.visitors = Visitors(self._connect())
         await asyncio.to_thread(self.visitors.refresh)
         self._refresher = asyncio.create_task(self._refresh_salts())
-        self.pipeline = Pipeline(settings, self.metrics)
+        self.pipeline = Pipeline(settings, self.metrics, self.worker_dirs)
         self.pipeline.open()
         self.ingest = Ingest(
             settings=settings,

@@ -82,9 +82,10 @@ def test_ack_defaults_to_the_log_on_the_embedded_engine_and_to_insert_with_a_ser
         Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db", "ACK": "log", "WEB_CONCURRENCY": "2"})
 
 
-def test_several_workers_need_a_clickhouse_server():
-    with pytest.raises(ConfigError, match="WEB_CONCURRENCY=2 needs a ClickHouse server"):
-        Settings.from_env({"WEB_CONCURRENCY": "2"})
+def test_several_workers_on_the_embedded_engine_need_the_log():
+    assert Settings.from_env({"WEB_CONCURRENCY": "2"}).web_concurrency == 2  # a group: workers and an engine process
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY=2 on the embedded engine needs ACK=log"):
+        Settings.from_env({"WEB_CONCURRENCY": "2", "ACK": "insert"})
     assert Settings.from_env({"WEB_CONCURRENCY": "2", "CLICKHOUSE_URL": "http://ch:8123/db"}).web_concurrency == 2
 
 

@@ -32,6 +32,10 @@ LOOKUP_SQL = "SELECT DISTINCT toString(event_id) FROM events_buffer WHERE event_
 LOOKUP_CHUNK = 5000
 
 
+class LookupFailed(Exception):
+    """The lookup's source (the engine process of a group) did not answer."""
+
+
 def stored_ids(client: Client, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), LOOKUP_CHUNK):
@@ -120,8 +124,8 @@ class Dedup:
                 seen.add(event_id)
         try:
             stored = await asyncio.to_thread(self._lookup, held) if held else set()
-        except ClickHouseError as exc:
-            # ClickHouse cannot answer: with ACK=log the events are still taken (the log is the
+        except (ClickHouseError, LookupFailed) as exc:
+            # ClickHouse (or the engine process) cannot answer: with ACK=log the events are still taken (the log is the
             # outage spool; ids already in the log were found above), unchecked against ClickHouse.
             log.warning("event_id lookup failed, inserting unchecked: %s", first_line(exc))
             stored = set()

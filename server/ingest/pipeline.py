@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from server.ingest.dedup import Dedup, LoggedIds, stored_ids
 from server.ingest.legacy_spool import move_legacy_spool
 from server.ingest.routes import Sink
 from server.ingest.wal import WriteAheadLog, encode_record
+from server.ingest.worker_logs import WorkerLog
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 
@@ -40,8 +42,11 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, metrics: Metrics):
+    def __init__(self, settings: Settings, metrics: Metrics, worker_dirs: list[Path] | None = None):
         self.settings = settings
+        # The engine process of a group (server/group.py): the HTTP workers' logs it consumes.
+        self.worker_dirs = worker_dirs or []
+        self.worker_logs: list[WorkerLog] = []
         self.metrics = metrics
         self.mode = settings.ack_mode
         self._clients: list[Client] = []
@@ -61,6 +66,8 @@ class Pipeline:
     def stored(self, ids: list[str]) -> set[str]:
         """Which of these event_ids are stored: in the log (not yet inserted) or in ClickHouse."""
         in_log = self.logged_ids.known(ids) if self.logged_ids is not None else set()
+        for worker_log in self.worker_logs:
+            in_log |= worker_log.known(ids)
         rest = [event_id for event_id in ids if event_id not in in_log]
         return in_log | (stored_ids(self.dedup_client, rest) if rest else set())
 
@@ -97,6 +104,16 @@ class Pipeline:
         self.committer.start()
         self.consumer.start()
         self.sink = self.committer
+        for directory in self.worker_dirs:
+            worker_log = WorkerLog(directory, self._connect(db.INSERT_SETTINGS), batch_seconds=settings.log_batch_seconds,
+                                   batch_max_rows=settings.log_batch_max_rows, metrics=self.metrics)
+            worker_log.consumer.start()
+            self.worker_logs.append(worker_log)
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        own = [self.consumer] if self.consumer is not None else []
+        return own + [worker_log.consumer for worker_log in self.worker_logs]
 
     def _open_batcher(self) -> None:
         settings = self.settings
@@ -133,25 +150,18 @@ class Pipeline:
             await asyncio.to_thread(db.flush_buffer_table, self.dedup_client)
             yield
             return
-        if not await asyncio.to_thread(self.consumer.settle, timeout):
-            raise Unavailable(f"the log's consumer did not insert what waits within {timeout:.0f} s; retry later")
-        lock = self.consumer.pause_lock
-        acquiring = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
-        try:
-            await asyncio.shield(acquiring)
-        except asyncio.CancelledError:  # the lock is still taken by the thread: give it back then
-            acquiring.add_done_callback(lambda done: lock.release())
-            raise
-        try:
+        async with contextlib.AsyncExitStack() as paused:
+            for consumer in self.consumers:  # this process's log, then each HTTP worker's
+                if not await asyncio.to_thread(consumer.settle, timeout):
+                    raise Unavailable(f"the log's consumer did not insert what waits within {timeout:.0f} s; retry later")
+                await paused.enter_async_context(_held(consumer.pause_lock))
             yield
-        finally:
-            lock.release()
 
     async def close(self) -> None:
         if self.committer is not None:
             await self.committer.close()
-        if self.consumer is not None:
-            await asyncio.to_thread(self.consumer.stop, self.settings.stop_timeout_seconds)
+        for consumer in self.consumers:
+            await asyncio.to_thread(consumer.stop, self.settings.stop_timeout_seconds)
         if self.wal is not None:
             self.wal.close()
         if self.batcher is not None:
@@ -166,7 +176,22 @@ class Pipeline:
     def status(self) -> dict[str, Any]:
         """For /readyz: what waits, and the last failure of the log or its consumer."""
         if self.wal is not None and self.consumer is not None:
-            return {"ack": "log", "log_bytes": self.consumer.waiting_bytes(),
+            return {"ack": "log", "log_bytes": sum(consumer.waiting_bytes() for consumer in self.consumers),
                     "log_failure": self.wal.failure, "insert_failure": self.consumer.failure}
         assert self.batcher is not None
         return {"ack": "insert", "queued_rows": self.batcher.queued_rows}
+
+
+@contextlib.asynccontextmanager
+async def _held(lock: threading.Lock) -> AsyncIterator[None]:
+    """A thread lock taken from the event loop without blocking it."""
+    acquiring = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    try:
+        await asyncio.shield(acquiring)
+    except asyncio.CancelledError:  # the lock is still taken by the thread: give it back then
+        acquiring.add_done_callback(lambda done: lock.release())
+        raise
+    try:
+        yield
+    finally:
+        lock.release()

@@ -60,7 +60,7 @@ class Ingest:
     settings: Settings
     limits: Limits
     sink: Sink
-    activity_writer: EventWriter
+    activity_writer: EventWriter | None  # None in a group's HTTP worker: the engine process takes activities
     metrics: Metrics
     keys: Keys
     dedup: Dedup
@@ -184,6 +184,8 @@ async def post_activities(request: Request) -> Response:
     )
     if errors:
         raise ValidationFailed(errors)
+    if ingest.activity_writer is None:
+        raise Unavailable("this process does not store activities; retry later")
     try:
         await asyncio.to_thread(ingest.activity_writer.insert, encode_rows(rows))
     except ClickHouseError as exc:

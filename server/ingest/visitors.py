@@ -31,8 +31,8 @@ def utc_today() -> date:
 
 
 class Visitors:
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, client: Client | None) -> None:
+        self._client = client  # None: a subclass that gets the salts elsewhere (server/front.py)
         self._salts: dict[date, bytes] = {}
         self._lock = threading.Lock()  # refresh() runs in a thread; the event loop only reads
 
@@ -52,6 +52,7 @@ class Visitors:
     def refresh(self, today: date | None = None) -> None:
         """Make today's and tomorrow's salts if missing, load them, forget past days'."""
         today = today or utc_today()
+        assert self._client is not None
         with self._lock:
             days = [today, today + timedelta(days=1)]
             known = self._load(today)
@@ -66,11 +67,16 @@ class Visitors:
                 self._client.command("DELETE FROM visitor_salts WHERE day < {today:Date}", parameters={"today": today})
 
     def _load(self, today: date) -> dict[date, str]:
+        assert self._client is not None
         rows = self._client.query(
             "SELECT day, argMin(salt, (created, salt)) FROM visitor_salts WHERE day >= {today:Date} GROUP BY day",
             parameters={"today": today},
         ).result_rows
         return {day: salt for day, salt in rows}
+
+    def salts(self) -> dict[date, bytes]:
+        with self._lock:
+            return dict(self._salts)
 
     def known_days(self) -> list[date]:
         return sorted(self._salts)

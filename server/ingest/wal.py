@@ -231,6 +231,13 @@ class WriteAheadLog:
         (self.directory / _name(segment)).unlink(missing_ok=True)
         _fsync_directory(self.directory)
 
+    def forget_deleted(self) -> None:
+        """Drop the segments another process (the engine of a group) has consumed and deleted."""
+        with self._lock:
+            for segment in [s for s in self._readable if s != self._live]:
+                if not (self.directory / _name(segment)).exists():
+                    del self._readable[segment]
+
     def unconsumed_bytes(self) -> int:
         """Bytes on disk in segments not yet deleted (what LOG_MAX_BYTES bounds)."""
         with self._lock:

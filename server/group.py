@@ -1,0 +1,170 @@
+"""`serve` with WEB_CONCURRENCY > 1 on the embedded engine: N HTTP workers and one engine process.
+
+chDB allows one process per data directory, so the work is split:
+
+- **HTTP workers** (uvicorn's `workers=N`, app: server/front.py) parse, validate, enrich and
+  deduplicate events and acknowledge them after the fdatasync of each one's own write-ahead log;
+  every other request they pass to the engine process over a unix socket.
+- **The engine process** (`analytics-api engine`, app: server/app.py with `group_workers=N`)
+  owns chDB: it migrates, inserts its own log and every worker's log exactly once (one consumer
+  each, server/ingest/worker_logs.py), and answers reports, SQL, /clickhouse/, exports, the
+  page, and the workers' questions on `/_engine/` (stored event_ids, the visitors' salts).
+
+This process starts the engine, waits until it is ready, starts the workers, and restarts the
+engine if it dies (the workers go on acknowledging into their logs meanwhile; what the engine
+had in flight is sent again with the same deduplication tokens). uvicorn restarts a worker that
+dies; the new one takes the log directory its predecessor left. A stop (SIGTERM/SIGINT) stops
+the workers first (they finish their requests and sync their logs), then the engine, which
+inserts what it can within STOP_TIMEOUT_SECONDS; the rest waits in the logs for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.config import Settings
+from server.responses import json_response
+from server.state import services
+
+log = logging.getLogger(__name__)
+
+ENGINE_START_SECONDS = 120
+
+
+# --- in the engine process: the workers' questions ------------------------------------------
+
+async def engine_stored(request: Request) -> Response:
+    """POST a JSON array of event_ids: those stored (ClickHouse, or any log not inserted yet)."""
+    ids = [str(event_id) for event_id in orjson.loads(await request.body())]
+    found = await asyncio.to_thread(services(request).pipeline.stored, ids)
+    return json_response(sorted(found))
+
+
+async def engine_salts(request: Request) -> Response:
+    """The visitors' salts from `today` on (made when missing), as hex by ISO day."""
+    visitors = services(request).visitors
+    await asyncio.to_thread(visitors.refresh, date.fromisoformat(request.query_params["today"]))
+    return json_response({day.isoformat(): salt.hex() for day, salt in visitors.salts().items()})
+
+
+def engine_routes() -> list[Route]:
+    return [Route("/_engine/stored", engine_stored, methods=["POST"]), Route("/_engine/salts", engine_salts)]
+
+
+# --- in the parent process: start and watch -----------------------------------------------
+
+class Engine:
+    """The engine process, restarted when it dies until `stop()`."""
+
+    def __init__(self, socket_path: str, env: dict[str, str]) -> None:
+        self.socket_path = socket_path
+        self._env = env
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="engine-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        # A session of its own: a terminal's Ctrl-C reaches this process and the workers, and the
+        # engine stops after them (stop()); it stops by itself if this process dies (serve_engine).
+        self._process = subprocess.Popen([sys.executable, "-m", "server.cli", "engine", "--socket", self.socket_path],
+                                         env=self._env, start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + ENGINE_START_SECONDS
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.socket_path), base_url="http://engine") as client:
+            while time.monotonic() < deadline:
+                assert self._process is not None
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"the engine process exited at start (code {self._process.returncode})")
+                try:
+                    if client.get("/healthz", timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"the engine process was not ready in {ENGINE_START_SECONDS} s")
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            process = self._process
+            if process is not None and process.poll() is not None and not self._stopping.is_set():
+                log.error("the engine process exited (code %s); starting it again", process.returncode)
+                try:
+                    self._spawn()
+                except RuntimeError as exc:
+                    log.error("%s; trying again", exc)
+
+    def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the engine process did not stop within %.0f s; killing it (its logs keep what waits)", timeout)
+            process.kill()
+            process.wait()
+
+
+def serve_group(settings: Settings) -> int:
+    import uvicorn
+
+    from server.front import ENGINE_SOCKET_ENV
+
+    socket_dir = tempfile.mkdtemp(prefix="analytics-api-")  # short: a unix socket's path has ~100 bytes
+    socket_path = os.path.join(socket_dir, "engine.sock")
+    env = {**os.environ, ENGINE_SOCKET_ENV: socket_path}
+    engine = Engine(socket_path, env)
+    engine.start()
+    os.environ[ENGINE_SOCKET_ENV] = socket_path  # for the workers uvicorn starts
+    try:
+        uvicorn.run("server.front:create_front_app_from_env", factory=True, workers=settings.web_concurrency,
+                    host=settings.host, port=settings.port, access_log=settings.access_log,
+                    log_level=settings.log_level, log_config=None, forwarded_allow_ips=settings.forwarded_allow_ips)
+    finally:
+        engine.stop(settings.stop_timeout_seconds + 60)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    return 0
+
+
+def serve_engine(settings: Settings, socket_path: str) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
+    parent = os.getppid()
+
+    def stop_when_orphaned() -> None:  # the parent was killed: stop as SIGTERM would (no worker is left)
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_orphaned, name="orphan-watch", daemon=True).start()
+    uvicorn.run(app, uds=socket_path, workers=1, access_log=False, log_level=settings.log_level, log_config=None)
+    return 0

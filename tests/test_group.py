@@ -1,0 +1,98 @@
+"""WEB_CONCURRENCY > 1 on the embedded engine (server/group.py): HTTP workers acknowledging into
+logs of their own, one engine process inserting them. Real processes, real SIGKILLs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port, output, query_in_process, start_server
+from tests.test_lifecycle import CHECK, Load
+
+
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found[int(entry.name)] = command
+    return found
+
+
+def engine_and_workers(server_pid: int) -> tuple[int | None, list[int]]:
+    found = children(server_pid)
+    engine = [pid for pid, command in found.items() if "server.cli engine" in command]
+    workers = [pid for pid, command in found.items() if "spawn_main" in command]
+    return (engine[0] if len(engine) == 1 else None), workers
+
+
+def wait_ready(port: int, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not ready again in {seconds} s:\n" + output(server)[-5000:])
+
+
+def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_worker_and_the_engine(tmp_path):
+    data_dir = tmp_path / "clickhouse"
+    port = free_port()
+    server = start_server(data_dir, port, WEB_CONCURRENCY="2", LOG_BATCH_SECONDS="0.2")
+    try:
+        engine, workers = engine_and_workers(server.pid)
+        assert engine is not None and len(workers) == 2
+        with Load(port, run=0, clients=64) as load:
+            load.keep_going = True
+            time.sleep(1.0)
+            os.kill(engine, signal.SIGKILL)  # the workers keep acknowledging; the engine comes back
+            time.sleep(0.1)
+            os.kill(workers[0], signal.SIGKILL)  # uvicorn starts another (it waits for the engine) on the same log
+            time.sleep(2.0)
+        deadline = time.monotonic() + 60  # uvicorn replaces the worker, this server the engine
+        while time.monotonic() < deadline:
+            new_engine, new_workers = engine_and_workers(server.pid)
+            if new_engine != engine and len(new_workers) == 2 and workers[0] not in new_workers:
+                break
+            time.sleep(0.2)
+        assert new_engine != engine and len(new_workers) == 2 and workers[0] not in new_workers, output(server)[-3000:]
+        wait_ready(port, server)
+
+        # Retries with event_ids, each on a new connection (any worker may take it): stored once.
+        batch = [{"dt": 1735689600, "event": "retry", "user_id": "r", "seq": i, "event_id": str(uuid.uuid4())}
+                 for i in range(50)]
+        answers = [httpx.post(f"http://127.0.0.1:{port}/events", json=batch).json() for _ in range(6)]
+        assert answers[0] == {"accepted": 50} and all(a == {"accepted": 50, "duplicates": 50} for a in answers[1:])
+        # Reports and SQL come from the engine, through whichever worker answers.
+        r = httpx.get(f"http://127.0.0.1:{port}/clickhouse/", params={"query": "SELECT 1"})
+        assert r.status_code == 200 and r.text == "1\n"
+        server.terminate()
+        server.wait(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, output(server)
+    assert sorted(p.name for p in (tmp_path / "clickhouse-wal" / "workers").iterdir()) == ["0", "1"]
+    stored = {(user, int(seq)) for user, seq in query_in_process(
+        data_dir, "SELECT user_id, props['seq'] FROM events WHERE event = 'pay'")}
+    acknowledged = load.acknowledged
+    assert len(acknowledged) > 1000 and acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"
+    [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
+    assert count == unique == len(stored) + 50 <= load.sent + 50, "an event was stored twice"
+    assert counted == count and revenue == amount_sum, "a rollup counted an event twice or not at all"

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check test-slow chromium install migrate seed-demo bench profile soak bench-reports loadtest clean
+.PHONY: run test check test-slow chromium install migrate seed-demo bench bench-workers profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ bench: $(STAMP)
 	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE)) $(if $(STORED),--stored $(STORED))
 	$(BIN)/python -m loadgen.bench_enrich
+	$(BIN)/python -m loadgen.bench_workers
+
+# Single-event POSTs with 1, 2 and 4 HTTP workers against the bare endpoint with as many (~2 min).
+bench-workers: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m loadgen.bench_workers $(if $(WORKERS),--workers $(WORKERS))
 
 # Where the CPU goes under wrk load, by stage (py-spy): BATCH events a request (1).
 profile: $(STAMP)

@@ -83,8 +83,7 @@ def test_bots_only_with_bots_include(posted):
 @pytest.mark.parametrize(("query", "field"), [("by=user_id", "by"), ("by=props", "by"), ("", "by"),
                                               ("by=os&limit=0", "limit"), ("by=os&limit=x", "limit"),
                                               ("by=os&limit=101", "limit")])
-def test_bad_parameters_are_named(posted, query, field):
-    client, _ = posted
-    r = client.get(f"/reports/breakdown?{query}")
+def test_bad_parameters_are_named(api, query, field):
+    r = api.get(f"/reports/breakdown?{query}")
     assert r.status_code == 422
     assert r.json()["error"]["field"] == field

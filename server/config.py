@@ -8,6 +8,7 @@ against `SETTINGS_DOC` by a test, so the two cannot drift apart.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -43,6 +44,12 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "Where ClickHouse is: `chdb:///abs/path` (embedded engine, data in that directory; "
         "add `?database=NAME` for a database other than `default`) or "
         "`http://user:pass@host:8123/db` (a ClickHouse server).",
+    ),
+    "CLICKHOUSE_CLUSTER": (
+        "(unset)",
+        "A ClickHouse server's cluster name (`remote_servers`): migrations create `ON CLUSTER` "
+        "replicated `_local` tables with Distributed tables named as today's (README: A ClickHouse "
+        "cluster). Not with the embedded engine.",
     ),
     "HOST": ("127.0.0.1", "Address `analytics-api serve` binds to (`--host` overrides)."),
     "PORT": ("18888", "Port `analytics-api serve` listens on (`--port` overrides)."),
@@ -180,6 +187,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @dataclass(frozen=True)
 class Settings:
     clickhouse_url: str
+    clickhouse_cluster: str = ""
     host: str = "127.0.0.1"
     port: int = 18888
     web_concurrency: int = 1
@@ -284,6 +292,10 @@ class Settings:
             raise ConfigError("READ_TOKEN must be at least 8 characters")
         if self.admin_token and len(self.admin_token) < 16:
             raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
+        if self.clickhouse_cluster and self.embedded:
+            raise ConfigError("CLICKHOUSE_CLUSTER needs a ClickHouse server (CLICKHOUSE_URL=http://…), not the embedded engine")
+        if self.clickhouse_cluster and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.clickhouse_cluster):
+            raise ConfigError(f"CLICKHOUSE_CLUSTER {self.clickhouse_cluster!r} must be a plain identifier")
         if self.web_concurrency > 1 and self.embedded and self.ack_mode != "log":
             raise ConfigError(
                 f"WEB_CONCURRENCY={self.web_concurrency} on the embedded engine needs ACK=log: the workers write "

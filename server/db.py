@@ -22,6 +22,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from server import cluster
 from server.config import Settings, clickhouse_target
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,9 @@ def ensure_database(settings: Settings) -> None:
     if settings.database == "default":
         return
     client = connect(settings, database="default")
+    on_cluster = f" ON CLUSTER {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
     try:
-        client.command("CREATE DATABASE IF NOT EXISTS {name:Identifier}", parameters={"name": settings.database})
+        client.command("CREATE DATABASE IF NOT EXISTS {name:Identifier}" + on_cluster, parameters={"name": settings.database})
     finally:
         client.close()
 
@@ -171,7 +173,8 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
     ensure_database(settings)
     client = connect(settings)
     try:
-        client.command(
+        run = _runner(client, settings, directory)
+        run(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
             "ENGINE = ReplacingMergeTree ORDER BY version"
@@ -185,7 +188,7 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
             for statement in migration.statements(settings, cutover_ms):
                 if BACKFILL.match(_strip_comments(statement)) and _events_empty(client):
                     continue  # a backfill from an empty `events` inserts nothing (a fresh database)
-                client.command(statement)
+                run(statement)
             client.command(
                 "INSERT INTO schema_migrations (version, name) VALUES ({v:UInt32}, {n:String})",
                 parameters={"v": migration.version, "n": migration.name},
@@ -196,6 +199,32 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
         return applied
     finally:
         client.close()
+
+
+def _runner(client: Client, settings: Settings, directory: Path) -> Callable[[str], None]:
+    """Runs a migration statement as written, or (CLICKHOUSE_CLUSTER) in its cluster form."""
+    if not settings.clickhouse_cluster:
+        def run_as_written(statement: str) -> None:
+            client.command(statement)
+
+        return run_as_written
+    local = cluster.local_tables(canonical(client, s) for m in migration_files(directory) for s in m.statements(settings))
+    local.add("schema_migrations")
+
+    def run(statement: str) -> None:
+        try:
+            rewritten = cluster.rewrite(canonical(client, statement), settings.clickhouse_cluster, local)
+        except cluster.ClusterUnsupported as exc:
+            raise cluster.ClusterUnsupported(f"CLICKHOUSE_CLUSTER: cannot migrate: {exc}") from None
+        for out in rewritten:
+            client.command(out)
+
+    return run
+
+
+def canonical(client: Client, statement: str) -> str:
+    """A statement in ClickHouse's one-line canonical form (the server's own parser)."""
+    return str(client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": statement}).result_rows[0][0])
 
 
 # `INSERT INTO <rollup> SELECT … FROM events …`: a migration's backfill of a new rollup.
@@ -233,9 +262,10 @@ def sync_buffer_table(client: Client, settings: Settings, directory: Path = MIGR
         return False
     creating = [m for m in migration_files(directory) if m.name == "events_buffer"]
     flush_buffer_table(client)
-    client.command("DROP TABLE IF EXISTS events_buffer SYNC")
+    run = _runner(client, settings, directory)
+    run("DROP TABLE IF EXISTS events_buffer SYNC")
     for statement in creating[0].statements(settings):
-        client.command(statement)
+        run(statement)
     log.info("events_buffer thresholds changed from %s to %s", current, buffer_engine_arguments(settings))
     return True
 

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check test-slow chromium install migrate seed-demo bench bench-workers profile soak bench-reports loadtest clean
+.PHONY: run test check test-slow chromium deploy-tools install migrate seed-demo bench bench-workers profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -68,7 +68,7 @@ bench-reports: $(STAMP)
 # each at a time (module fixtures such as demo data are made once). Three on two cores: a third of
 # the suite's time is spent waiting (servers starting, browsers, log consumers), which a third
 # process fills (about 97 s -> 85 s; worksteal balances no better and repeats module fixtures).
-test: $(STAMP) chromium
+test: $(STAMP) chromium deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 3 --dist loadfile
@@ -82,6 +82,13 @@ check: $(STAMP)
 # The long runs: 25 SIGKILLs under load.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# The deployment's validators (tests/deploy/test_cluster_config.py): Debian's docker-compose checks
+# the Compose file, promtool the Prometheus configuration; those tests are skipped without them.
+deploy-tools:
+	@(command -v docker-compose >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1) \
+	  || (apt-get update -qq && apt-get install -y -qq docker-compose prometheus >/dev/null) \
+	  || echo "docker-compose/promtool could not be installed: their checks will be skipped"
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \

@@ -79,6 +79,12 @@ def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_wo
                  for i in range(50)]
         answers = [httpx.post(f"http://127.0.0.1:{port}/events", json=batch).json() for _ in range(6)]
         assert answers[0] == {"accepted": 50} and all(a == {"accepted": 50, "duplicates": 50} for a in answers[1:])
+        # /metrics from any worker covers the group: the workers' requests and the engine's inserts.
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        inserted = [line for line in metrics.splitlines() if line.startswith("events_inserted_total ")]
+        accepted = [line for line in metrics.splitlines() if line.startswith("events_accepted_total ")]
+        assert inserted and float(inserted[0].split()[1]) > 0, metrics[:2000]
+        assert accepted and float(accepted[0].split()[1]) >= 100
         # Reports and SQL come from the engine, through whichever worker answers.
         r = httpx.get(f"http://127.0.0.1:{port}/clickhouse/", params={"query": "SELECT 1"})
         assert r.status_code == 200 and r.text == "1\n"

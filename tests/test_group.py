@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.servers import free_port, output, query_in_process, start_server
-from tests.test_lifecycle import CHECK, Load
+from tests.test_crashes import CHECK, Load
 
 
 def children(pid: int) -> dict[int, str]:

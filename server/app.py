@@ -83,6 +83,22 @@ class AnalyticsApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def assemble(opened: Services, routes: list[Route], lifespan: Any, count_requests: bool = True) -> AnalyticsApp:
+    """The app around its services: the fast path and CORS first, then the routes, the requests'
+    metrics (unless another process counts them), the one error handler."""
+    metrics = opened.metrics
+    app = AnalyticsApp(
+        ingest_routes.EventsFastPath(metrics),
+        Cors(opened.settings.cors_origins),
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)] if count_requests else [],
+        lifespan=lifespan,
+    )
+    app.state.services = opened
+    install_error_handlers(app)
+    return app
+
+
 def create_app_from_env() -> Starlette:
     """The factory each uvicorn worker calls when WEB_CONCURRENCY > 1 (settings from the environment)."""
     from server.logs import configure_logging
@@ -126,26 +142,19 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
             log.info("stopped: %s", "the log is synced; what its consumer did not insert stays in it"
                      if opened.pipeline.mode == "log" else "batcher drained and events_buffer flushed into events")
 
-    app = AnalyticsApp(
-        ingest_routes.EventsFastPath(metrics),
-        Cors(settings.cors_origins),
-        routes=[
-            *ingest_routes.routes(),
-            *report_routes.routes(),
-            *console.routes(),
-            *export.routes(),
-            *erase.routes(),
-            *clickhouse_http.routes(),
-            *web_routes.routes(),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics.endpoint),
-            Route("/openapi.json", openapi_endpoint),
-            *(group.engine_routes() if group_workers else []),
-        ],
-        middleware=[] if group_workers else [Middleware(MetricsMiddleware, metrics=metrics)],
-        lifespan=lifespan,
-    )
-    app.state.services = opened
-    install_error_handlers(app)
+    routes = [
+        *ingest_routes.routes(),
+        *report_routes.routes(),
+        *console.routes(),
+        *export.routes(),
+        *erase.routes(),
+        *clickhouse_http.routes(),
+        *web_routes.routes(),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint),
+        Route("/openapi.json", openapi_endpoint),
+        *(group.engine_routes() if group_workers else []),
+    ]
+    app = assemble(opened, routes, lifespan, count_requests=not group_workers)
     return app

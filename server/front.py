@@ -23,15 +23,13 @@ from datetime import date
 import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from server.auth import Keys
 from server.config import Settings
-from server.cors import Cors
-from server.errors import Unavailable, install_error_handlers
+from server.errors import Unavailable
 from server.ingest import routes as ingest_routes
 from server.ingest import worker_logs
 from server.ingest.committer import GroupCommit
@@ -41,9 +39,9 @@ from server.ingest.enrich import Enricher
 from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors, utc_today
 from server.ingest.wal import Position, WriteAheadLog
-from server.metrics import Metrics, MetricsMiddleware
+from server.metrics import Metrics
 from server.responses import json_response
-from server.services import VISITOR_SALT_REFRESH_SECONDS, Services
+from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +136,6 @@ class FrontServices(Services):
                     raise
                 await asyncio.sleep(0.2)
 
-    async def _refresh_salts(self) -> None:
-        while True:
-            await asyncio.sleep(VISITOR_SALT_REFRESH_SECONDS)
-            try:
-                await asyncio.to_thread(self.visitors.refresh)
-            except Unavailable as exc:  # the salts in memory go on; the next round tries again
-                log.error("could not refresh the visitors' daily salts: %s", exc.message)
-
     def _stored(self, ids: list[str]) -> set[str]:
         in_log = self.logged_ids.known(ids)
         rest = [event_id for event_id in ids if event_id not in in_log]
@@ -218,7 +208,7 @@ def create_front_app_from_env() -> Starlette:
 
 
 def create_front_app(settings: Settings) -> Starlette:
-    from server.app import AnalyticsApp
+    from server.app import assemble
 
     metrics = Metrics()
     front = FrontServices(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
@@ -233,19 +223,10 @@ def create_front_app(settings: Settings) -> Starlette:
             await front.close()
 
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-    app = AnalyticsApp(
-        ingest_routes.EventsFastPath(metrics),
-        Cors(settings.cors_origins),
-        routes=[
-            *(route for route in ingest_routes.routes() if route.endpoint is not ingest_routes.post_activities),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics.endpoint),
-            Route("/{path:path}", proxy, methods=methods),
-        ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
-        lifespan=lifespan,
-    )
-    app.state.services = front
-    install_error_handlers(app)
-    return app
+    return assemble(front, [
+        *(route for route in ingest_routes.routes() if route.endpoint is not ingest_routes.post_activities),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint),
+        Route("/{path:path}", proxy, methods=methods),
+    ], lifespan)

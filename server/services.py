@@ -22,7 +22,7 @@ from server import clickhouse_http, console, db, openapi
 from server.auth import Keys
 from server.bodies import BodyDeadlines
 from server.config import Settings
-from server.errors import first_line
+from server.errors import Unavailable, first_line
 from server.ingest.enrich import Enricher
 from server.ingest.pipeline import Pipeline
 from server.ingest.routes import Ingest
@@ -104,7 +104,7 @@ class Services:
             await asyncio.sleep(VISITOR_SALT_REFRESH_SECONDS)
             try:
                 await asyncio.to_thread(self.visitors.refresh)
-            except ClickHouseError as exc:  # the salts in memory go on; the next round tries again
+            except (ClickHouseError, Unavailable) as exc:  # the salts in memory go on; the next round tries again
                 log.error("could not refresh the visitors' daily salts: %s", first_line(exc))
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, console, db, erase, export
+from server import clickhouse_http, console, db, engine_routes, erase, export
 from server.auth import Keys
 from server.config import Settings
 from server.cors import Cors
@@ -113,8 +113,6 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
     (server/group.py): it also inserts the logs of that many HTTP workers and answers their
     questions on /_engine/ (its socket is reachable by them only), and leaves the requests'
     metrics to them (each request it answers came through a worker, which counted it)."""
-    from server import group
-
     metrics = Metrics()
     opened = Services(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
     if group_workers:
@@ -154,7 +152,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         Route("/openapi.json", openapi_endpoint),
-        *(group.engine_routes() if group_workers else []),
+        *(engine_routes.routes() if group_workers else []),
     ]
     app = assemble(opened, routes, lifespan, count_requests=not group_workers)
     return app

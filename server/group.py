@@ -8,7 +8,8 @@ chDB allows one process per data directory, so the work is split:
 - **The engine process** (`analytics-api engine`, app: server/app.py with `group_workers=N`)
   owns chDB: it migrates, inserts its own log and every worker's log exactly once (one consumer
   each, server/ingest/worker_logs.py), and answers reports, SQL, /clickhouse/, exports, the
-  page, and the workers' questions on `/_engine/` (stored event_ids, the visitors' salts).
+  page, and the workers' questions on `/_engine/` (stored event_ids, the visitors' salts:
+  server/engine_routes.py).
 
 This process starts the engine, waits until it is ready, starts the workers, and restarts the
 engine if it dies (the workers go on acknowledging into their logs meanwhile; what the engine
@@ -20,7 +21,6 @@ inserts what it can within STOP_TIMEOUT_SECONDS; the rest waits in the logs for 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -30,41 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 
 import httpx
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from server.config import Settings
-from server.responses import json_response
-from server.state import services
 
 log = logging.getLogger(__name__)
 
 ENGINE_START_SECONDS = 120
-
-
-# --- in the engine process: the workers' questions ------------------------------------------
-
-async def engine_stored(request: Request) -> Response:
-    """POST a JSON array of event_ids: those stored (ClickHouse, or any log not inserted yet)."""
-    ids = [str(event_id) for event_id in orjson.loads(await request.body())]
-    found = await asyncio.to_thread(services(request).pipeline.stored, ids)
-    return json_response(sorted(found))
-
-
-async def engine_salts(request: Request) -> Response:
-    """The visitors' salts from `today` on (made when missing), as hex by ISO day."""
-    visitors = services(request).visitors
-    await asyncio.to_thread(visitors.refresh, date.fromisoformat(request.query_params["today"]))
-    return json_response({day.isoformat(): salt.hex() for day, salt in visitors.salts().items()})
-
-
-def engine_routes() -> list[Route]:
-    return [Route("/_engine/stored", engine_stored, methods=["POST"]), Route("/_engine/salts", engine_salts)]
 
 
 # --- in the parent process: start and watch -----------------------------------------------

@@ -115,8 +115,9 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
     metrics to them (each request it answers came through a worker, which counted it)."""
     metrics = Metrics()
     opened = Services(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
-    if group_workers:
-        opened.worker_dirs = worker_logs.prepare(settings.log_dir, group_workers)
+    if settings.ack_mode == "log":  # a group's logs: its engine's, or what an earlier group left
+        opened.worker_dirs = (worker_logs.prepare(settings.log_dir, group_workers) if group_workers
+                              else worker_logs.existing(settings.log_dir))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

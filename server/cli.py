@@ -152,19 +152,21 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def erase(settings: Settings, user_id: str, app_id: str) -> int:
-    """Migrate, insert what the log holds (it may hold the user's events), then erase."""
+    """Migrate, insert what the logs hold (this process's and a group's workers': they may hold the
+    user's events), then erase."""
     import asyncio
 
     import orjson
 
     from server import db
     from server.erase import QUIESCE_TIMEOUT_SECONDS, erase_user
+    from server.ingest import worker_logs
     from server.ingest.pipeline import Pipeline
     from server.metrics import Metrics
 
     async def run() -> dict[str, object]:
         db.migrate(settings)
-        pipeline = Pipeline(settings, Metrics())
+        pipeline = Pipeline(settings, Metrics(), worker_logs.existing(settings.log_dir))
         pipeline.open()
         client = db.connect(settings)
         try:

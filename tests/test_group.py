@@ -102,3 +102,25 @@ def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_wo
     [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
     assert count == unique == len(stored) + 50 <= load.sent + 50, "an event was stored twice"
     assert counted == count and revenue == amount_sum, "a rollup counted an event twice or not at all"
+
+
+def test_what_a_group_left_in_its_workers_logs_is_inserted_by_a_single_process_later(tmp_path):
+    data_dir = tmp_path / "clickhouse"
+    port = free_port()
+    # The engine inserts nothing while running (an hour's gathering) and nothing at the stop.
+    server = start_server(data_dir, port, WEB_CONCURRENCY="2", LOG_BATCH_SECONDS="3600", STOP_TIMEOUT_SECONDS="0")
+    try:
+        for n in range(20):
+            batch = [{"dt": 1735689600, "event": "left", "user_id": f"u{n}", "seq": i} for i in range(10)]
+            assert httpx.post(f"http://127.0.0.1:{port}/events", json=batch).status_code == 202  # new connections
+        server.terminate()
+        server.wait(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    left = query_in_process(data_dir, "SELECT count() FROM events")[0][0]
+    server = start_server(data_dir, port)  # one process: it reads the workers' logs too
+    server.terminate()
+    server.wait(timeout=120)
+    assert left < 200
+    assert query_in_process(data_dir, "SELECT count(), uniqExact(user_id, props['seq']) FROM events") == [[200, 200]]

@@ -8,7 +8,8 @@ same checkpoint and deduplication tokens: exactly once, whichever process is kil
 A worker takes the first directory whose lock is free (`claim`), so a worker restarted after a
 crash takes the directory its predecessor left and starts a new segment there. The engine makes
 the directories and their log ids before any worker starts (`prepare`), and reads every
-`workers/<k>` it finds, so a smaller WEB_CONCURRENCY after a larger one still drains them all.
+`workers/<k>` it finds, so a smaller WEB_CONCURRENCY after a larger one still drains them all;
+so does a single process (WEB_CONCURRENCY=1) and `analytics-api erase`, through the same readers.
 
 For idempotent retries across workers the engine also knows the event_ids in every worker's log
 that are not inserted yet: `WorkerLog.scan()` reads what was synced since the last scan, and a
@@ -25,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 
 from server.ingest.consumer import Consumer
 from server.ingest.dedup import LoggedIds
-from server.ingest.wal import LogInUse, LogReader, Position, Record, WriteAheadLog
+from server.ingest.wal import LogInUse, LogReader, Position, Record, WriteAheadLog, log_id_of
 from server.metrics import Metrics
 
 MAX_WORKERS = 64
@@ -37,11 +38,17 @@ def workers_dir(log_dir: str) -> Path:
 
 def prepare(log_dir: str, workers: int) -> list[Path]:
     """Make `workers/0 … workers-1` with their log ids; return every worker directory there is."""
-    from server.ingest.wal import log_id_of
-
     for k in range(workers):
         log_id_of(workers_dir(log_dir) / str(k))
-    return sorted((path for path in workers_dir(log_dir).iterdir() if path.name.isdigit()),
+    return existing(log_dir)
+
+
+def existing(log_dir: str) -> list[Path]:
+    """The worker logs a group left (a single process inserts what they still hold, too)."""
+    root = workers_dir(log_dir)
+    if not root.is_dir():
+        return []
+    return sorted((path for path in root.iterdir() if path.name.isdigit() and (path / "log-id").exists()),
                   key=lambda path: int(path.name))
 
 

@@ -79,7 +79,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not slow and not browser"
 
-# The long runs: 25 SIGKILLs under load.
+# The long runs: 25 SIGKILLs of one process under load, 12 of a group's engine or workers (~75 s).
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 

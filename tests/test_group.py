@@ -4,6 +4,7 @@ logs of their own, one engine process inserting them. Real processes, real SIGKI
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers import free_port, output, query_in_process, start_server
 from tests.test_crashes import CHECK, Load
@@ -124,3 +126,32 @@ def test_what_a_group_left_in_its_workers_logs_is_inserted_by_a_single_process_l
     server.wait(timeout=120)
     assert left < 200
     assert query_in_process(data_dir, "SELECT count(), uniqExact(user_id, props['seq']) FROM events") == [[200, 200]]
+
+
+@pytest.mark.slow
+def test_a_group_under_load_through_twelve_random_sigkills(tmp_path):
+    """make test-slow: the engine or a worker killed at random moments, twelve times, under 16 clients."""
+    data_dir = tmp_path / "clickhouse"
+    port = free_port()
+    rng = random.Random(12)
+    server = start_server(data_dir, port, WEB_CONCURRENCY="2", LOG_BATCH_SECONDS=str(rng.choice([0.05, 0.2, 1])))
+    try:
+        with Load(port, run=0, clients=16) as load:
+            load.keep_going = True
+            for _ in range(12):
+                time.sleep(rng.uniform(0.3, 1.5))
+                engine, workers = engine_and_workers(server.pid)
+                victim = rng.choice([pid for pid in [engine, *workers] if pid is not None])
+                os.kill(victim, signal.SIGKILL)
+            time.sleep(2)
+        wait_ready(port, server)
+        server.terminate()
+        server.wait(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    stored = {(user, int(seq)) for user, seq in query_in_process(data_dir, "SELECT user_id, props['seq'] FROM events")}
+    assert load.acknowledged and load.acknowledged <= stored, f"{len(load.acknowledged - stored)} acknowledged events lost"
+    [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
+    assert count == unique == len(stored), "an event was stored twice"
+    assert counted == count and revenue == amount_sum, "a rollup counted an event twice or not at all"

@@ -61,16 +61,22 @@ def test_every_migration_statement_has_a_cluster_form_the_engine_parses(database
             assert "non_replicated_deduplication_window" not in out
 
 
-def shard_layout(statement: str) -> str | None:
-    """A cluster statement as one shard's node has it, runnable on chDB (which has no cluster):
-    no ON CLUSTER, the replicated engines as their plain twins, and each Distributed table as a
-    Merge table over the shard's local table (what a Distributed read sees on one shard)."""
+def on_chdb(statement: str, shards: list[str]) -> tuple[bool, str]:
+    """A cluster statement as chDB (which has no cluster) can run it: (runs on each shard's
+    database?, the statement). No ON CLUSTER; the replicated engines as their plain twins; a
+    Distributed table as a Merge table over the `_local` table of every shard's database (what a
+    Distributed read gathers). Local tables and materialized views go to every shard; Distributed
+    tables, the Buffer and plain views to the database the app uses."""
     statement = statement.replace(f" ON CLUSTER {CLUSTER}", "")
     statement = re.sub(r"Replicated(\w*MergeTree)\('/clickhouse/tables/\{shard\}/\{database\}/\{table\}', '\{replica\}'"
                        r"(?:, ([^)]*))?\)", lambda m: f"{m.group(1)}({m.group(2) or ''})", statement)
     statement = re.sub(rf"ENGINE = Distributed\({CLUSTER}, currentDatabase\(\), (\w+), [^)]*\)\)?$",
-                       lambda m: f"ENGINE = Merge(currentDatabase(), '^{m.group(1)}$')", statement)
-    return statement
+                       lambda m: f"ENGINE = Merge(REGEXP('^({'|'.join(shards)})$'), '^{m.group(1)}$')", statement)
+    on_shards = bool(re.match(r"(CREATE TABLE IF NOT EXISTS|ALTER TABLE) \w+_local ", statement)
+                     or re.match(r"(CREATE MATERIALIZED VIEW IF NOT EXISTS|DROP VIEW IF EXISTS) \w+_mv ", statement))
+    if not on_shards:  # the Distributed table's columns: those of a shard's local table
+        statement = re.sub(r" AS (\w+_local) ENGINE", rf" AS {shards[0]}.\1 ENGINE", statement)
+    return on_shards, statement
 
 
 @pytest.fixture
@@ -83,49 +89,64 @@ def single_node(api):
 
 REPORTS = [("/reports/daily", {}), ("/reports/active-users", {}), ("/reports/revenue", {}),
            ("/reports/retention", {"period": "week"}), ("/reports/funnel", {"steps": "view,start_task,finish_task,pay"}),
-           ("/reports/total-users", {}), ("/reports/breakdown", {"by": "country"}), ("/reports/events", {})]
+           ("/reports/total-users", {}), ("/reports/breakdown", {"by": "country"}), ("/reports/events", {}),
+           ("/reports/ratio", {"numerator": "finish_task", "denominator": "start_task"})]
 
 
-def test_the_reports_on_one_shard_s_layout_equal_a_single_node_s(database_pool: DatabasePool, chdb_dir, single_node):
+def test_the_reports_over_two_shards_equal_a_single_node_s(database_pool: DatabasePool, chdb_dir, single_node):
+    """Two shards as two databases of chDB, each with the generated local tables and views, the
+    events split between them by the Distributed table's key; the app reads them through Merge
+    tables named as the Distributed ones: every report equals the single node's."""
     client = database_pool.client
-    database = "c_" + uuid.uuid4().hex[:12]
-    client.command(f"CREATE DATABASE {database}")
-    settings = Settings.from_env({}, clickhouse_url=f"chdb://{chdb_dir}?database={database}",
-                                 log_dir=str(chdb_dir.parent / "wal" / database))
-    shard = db.connect(settings)
+    name = "c_" + uuid.uuid4().hex[:8]
+    shards = [f"{name}_s1", f"{name}_s2"]
+    for database in [name, *shards]:
+        client.command(f"CREATE DATABASE {database}")
+    settings = Settings.from_env({}, clickhouse_url=f"chdb://{chdb_dir}?database={name}",
+                                 log_dir=str(chdb_dir.parent / "wal" / name))
+    shard_settings = [Settings.from_env({}, clickhouse_url=f"chdb://{chdb_dir}?database={s}") for s in shards]
+    app_db, shard_dbs = db.connect(settings), [db.connect(s) for s in shard_settings]
     try:
-        for out in cluster.rewrite(
-                db.canonical(shard, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at "
-                                    "DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"),
-                CLUSTER, {"schema_migrations"}):
-            shard.command(shard_layout(out))
-        for _, rewritten in cluster_form(shard):
-            for out in rewritten or []:
-                shard.command(shard_layout(out))
+        migrations_table = db.canonical(app_db, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+                                                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                                                "ENGINE = ReplacingMergeTree ORDER BY version")
+        statements = cluster.rewrite(migrations_table, CLUSTER, {"schema_migrations"})
+        statements += [out for _, rewritten in cluster_form(app_db) for out in rewritten or []]
+        for statement in statements:
+            on_shards, runnable = on_chdb(statement, shards)
+            for target in (shard_dbs if on_shards else [app_db]):
+                target.command(runnable)
         for m in db.migration_files():
-            shard.command("INSERT INTO schema_migrations_local (version, name) VALUES ({v:UInt32}, {n:String})",
-                          parameters={"v": m.version, "n": m.name})
+            shard_dbs[0].command("INSERT INTO schema_migrations_local (version, name) VALUES ({v:UInt32}, {n:String})",
+                                 parameters={"v": m.version, "n": m.name})
         rows, errors = validate_events(EVENTS, Limits.from_settings(settings))
         assert errors == []
-        shard.command("INSERT INTO events_local FORMAT JSONEachRow", data=encode_rows(rows))  # what a shard receives
+        # What each shard receives from the Distributed table: the rows of its users (cityHash64(user_id)).
+        app_db.command(f"CREATE TABLE incoming AS {shards[0]}.events_local ENGINE = Memory")
+        app_db.command("INSERT INTO incoming FORMAT JSONEachRow", data=encode_rows(rows))
+        for number, shard in enumerate(shard_dbs):
+            shard.command(f"INSERT INTO events_local SELECT * FROM {name}.incoming WHERE cityHash64(user_id) % 2 = {number}")
+        counts = [shard.command("SELECT count() FROM events_local") for shard in shard_dbs]
+        assert all(counts) and sum(counts) == len(EVENTS), counts  # both shards hold some
         # The stand-ins for Distributed tables are read-only (Merge): the salts the app would insert, made here.
-        shard.command("INSERT INTO visitor_salts_local (day, salt) SELECT today() + number, hex(randomString(32)) "
-                      "FROM numbers(2)")
-        with SettlingClient(create_app(settings)) as on_shard:
+        shard_dbs[0].command("INSERT INTO visitor_salts_local (day, salt) SELECT today() + number, hex(randomString(32)) "
+                             "FROM numbers(2)")
+        with SettlingClient(create_app(settings)) as on_cluster:
             assert db.migrate(settings) == []  # the app sees a migrated schema
             params = {"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": "Asia/Kolkata"}
             for path, extra in REPORTS:
                 expected = single_node.get(path, params={**params, **extra})
-                got = on_shard.get(path, params={**params, **extra})
+                got = on_cluster.get(path, params={**params, **extra})
                 assert got.status_code == expected.status_code == 200, (path, got.text)
                 assert got.json() == expected.json(), path
-            assert single_node.get("/reports/total-users", params=params).json() == {
+            assert on_cluster.get("/reports/total-users", params=params).json() == {
                 "total_users": len({e["user_id"] for e in EVENTS})}
-            assert reference.revenue(EVENTS, FIRST, LAST, "Asia/Kolkata") == on_shard.get(
+            assert reference.revenue(EVENTS, FIRST, LAST, "Asia/Kolkata") == on_cluster.get(
                 "/reports/revenue", params=params).json()
     finally:
-        shard.close()
-        drop_databases([settings])
+        for connection in [app_db, *shard_dbs]:
+            connection.close()
+        drop_databases([settings, *shard_settings])
 
 
 def test_against_a_real_server_when_one_is_given(tmp_path):

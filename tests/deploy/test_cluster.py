@@ -1,7 +1,7 @@
 """CLICKHOUSE_CLUSTER: the migrations' cluster form (server/cluster.py), checked as far as this
 machine can: every statement parsed by the engine's own parser, its shape (replicated `_local`
 tables, Distributed tables named as today's, views on the shard's tables), and the reports run on
-chDB against the layout one shard has, equal to a single node's. A real cluster is not run here
+chDB over two shards laid out as the generated DDL makes them, equal to a single node's. A real cluster is not run here
 (README: A ClickHouse cluster, "not verified here")."""
 
 from __future__ import annotations

@@ -1,26 +1,40 @@
 -- Visitors (distinct user_id) and events per value of one column in the range: the top {limit}
 -- values by visitors (then events, then the value), and the rest as one row (rest = 1) whose
 -- visitors are counted once across all its values. {by:Identifier} is bound, and only names a
--- column from the route's allow-list (server/reports/routes.py). Reads raw events.
-WITH filtered AS
+-- column from the route's allow-list (server/reports/routes.py). Reads raw events once: each
+-- value keeps its exact user set as a state; the values are ranked by the states' counts, and
+-- the rest's states are merged into one count (a CTE used twice would scan `events` twice).
+SELECT row.1 AS value, row.2 AS visitors, row.3 AS events, row.4 AS rest
+FROM
 (
-    SELECT toString({by:Identifier}) AS value, user_id
-    FROM events
-    WHERE dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
-      AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
-      AND ({app_id:String} = '' OR app_id = {app_id:String})
-      AND ({country:String} = '' OR country = {country:String})
-      AND ({bots:UInt8} = 1 OR is_bot = 0)
-      AND ({event:String} = '' OR event = {event:String})
-),
-top AS
-(
-    SELECT value, uniqExact(user_id) AS visitors, count() AS events
-    FROM filtered
-    GROUP BY value
-    ORDER BY visitors DESC, events DESC, value
-    LIMIT {limit:UInt32}
+    SELECT
+        arraySort(i -> (-toInt64(visitors[i]), -toInt64(counts[i]), values[i]), arrayEnumerate(values)) AS ranked,
+        arraySlice(ranked, 1, {limit:UInt32}) AS top,
+        arraySlice(ranked, {limit:UInt32} + 1) AS others,
+        arrayConcat(
+            arrayMap(i -> (values[i], visitors[i], counts[i], 0), top),
+            [('', arrayReduce('uniqExactMerge', arrayMap(i -> states[i], others)),
+              arraySum(arrayMap(i -> counts[i], others)), 1)]
+        ) AS rows
+    FROM
+    (
+        SELECT
+            groupArray(value) AS values,
+            groupArray(users) AS states,
+            arrayMap(s -> finalizeAggregation(s), states) AS visitors,
+            groupArray(events) AS counts
+        FROM
+        (
+            SELECT toString({by:Identifier}) AS value, uniqExactState(user_id) AS users, count() AS events
+            FROM events
+            WHERE dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+              AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+              AND ({app_id:String} = '' OR app_id = {app_id:String})
+              AND ({country:String} = '' OR country = {country:String})
+              AND ({bots:UInt8} = 1 OR is_bot = 0)
+              AND ({event:String} = '' OR event = {event:String})
+            GROUP BY value
+        )
+    )
 )
-SELECT value, visitors, events, 0 AS rest FROM top
-UNION ALL
-SELECT '', uniqExact(user_id), count(), 1 FROM filtered WHERE value NOT IN (SELECT value FROM top)
+ARRAY JOIN rows AS row

@@ -109,7 +109,7 @@ class FrontServices(Services):
         self.engine = EngineClient(os.environ[ENGINE_SOCKET_ENV])
         self.wal = worker_logs.claim(settings.log_dir, settings.log_max_bytes)
         self.logged_ids = LoggedIds()
-        self.logged_ids.rebuild(self.wal, Position(0, 0))
+        self.logged_ids.add_from_log(self.wal, Position(0, 0))
         self.committer = GroupCommit(self.wal, self.metrics, lambda end: None)
         self.committer.start()
         visitors = EngineVisitors(self.engine)

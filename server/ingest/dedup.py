@@ -24,7 +24,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.errors import first_line
 from server.ingest.validate import Row
-from server.ingest.wal import Position, WriteAheadLog
+from server.ingest.wal import LogSource, Position
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,21 @@ class LoggedIds:
         with self._lock:
             return {event_id for event_id in ids if event_id in self._ids}
 
-    def rebuild(self, wal: WriteAheadLog, start: Position) -> None:
-        """Read the ids of every event the log holds from `start` on (at start-up)."""
-        for segment in wal.segments():
+    def add_from_log(self, log: LogSource, start: Position) -> Position:
+        """Add the ids of every event the log holds from `start` on; return where reading ended
+        (at start-up; and, in a group's engine, each time a worker's log has grown)."""
+        end = start
+        for segment in log.segments():
             if segment < start.segment:
                 continue
             position = start if segment == start.segment else Position(segment, 0)
-            for record in wal.read(position, max_rows=2**62):
+            for record in log.read(position, max_rows=2**62):
                 rows = [orjson.loads(line) for line in record.payload.splitlines() if b'"event_id"' in line]
                 ids = [str(row["event_id"]) for row in rows if "event_id" in row]
                 if ids:
                     self.add(record.end, ids)
+                end = record.end
+        return end
 
 
 class Claim:

@@ -90,7 +90,7 @@ class Pipeline:
             batch_max_rows=settings.log_batch_max_rows, metrics=self.metrics,
             on_consumed=self.logged_ids.consumed_through,
         )
-        self.logged_ids.rebuild(wal, self.consumer.unconsumed_from)
+        self.logged_ids.add_from_log(wal, self.consumer.unconsumed_from)
 
         def to_log(rows: bytes, ids: list[str]) -> None:
             end = wal.append([encode_record(rows)])

@@ -21,12 +21,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
 from server.ingest.consumer import Consumer
 from server.ingest.dedup import LoggedIds
-from server.ingest.wal import LogInUse, LogReader, Position, Record, WriteAheadLog, log_id_of
+from server.ingest.wal import LogInUse, LogReader, WriteAheadLog, log_id_of
 from server.metrics import Metrics
 
 MAX_WORKERS = 64
@@ -65,11 +64,6 @@ def claim(log_dir: str, max_bytes: int) -> WriteAheadLog:
     raise LogInUse(f"every worker log under {workers_dir(log_dir)} is in use")
 
 
-def ids_of(record: Record) -> list[str]:
-    rows = [orjson.loads(line) for line in record.payload.splitlines() if b'"event_id"' in line]
-    return [str(row["event_id"]) for row in rows if "event_id" in row]
-
-
 class WorkerLog:
     """One worker's log as the engine sees it: its reader, its consumer, the ids it holds."""
 
@@ -85,15 +79,7 @@ class WorkerLog:
     def scan(self) -> None:
         """Add the ids of the records synced since the last scan."""
         with self._lock:
-            for segment in self.reader.segments():
-                if segment < self._scanned.segment:
-                    continue
-                start = self._scanned if segment == self._scanned.segment else Position(segment, 0)
-                for record in self.reader.read(start, max_rows=2**62):
-                    found = ids_of(record)
-                    if found:
-                        self.ids.add(record.end, found)
-                    self._scanned = record.end
+            self._scanned = self.ids.add_from_log(self.reader, self._scanned)
 
     def known(self, ids: list[str]) -> set[str]:
         self.scan()

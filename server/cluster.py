@@ -40,8 +40,7 @@ CREATE_TABLE = re.compile(
     r"(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$")
 CREATE_BUFFER = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+) AS (?P<source>\w+) ENGINE = Buffer\((?P<args>.*)\)$")
 CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+) TO (?P<target>\w+) AS (?P<select>SELECT .*)$")
-CREATE_VIEW_IF = re.compile(r"^CREATE VIEW IF NOT EXISTS (?P<name>\w+) AS (?P<select>SELECT .*)$")
-CREATE_OR_REPLACE_VIEW = re.compile(r"^CREATE OR REPLACE VIEW (?P<name>\w+) AS (?P<select>SELECT .*)$")
+CREATE_VIEW = re.compile(r"^(?P<create>CREATE VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW) (?P<name>\w+) AS (?P<select>SELECT .*)$")
 ALTER = re.compile(r"^ALTER TABLE (?P<name>\w+) (?P<commands>\(.*\))$")
 DROP = re.compile(r"^DROP (?P<kind>VIEW|TABLE) IF EXISTS (?P<name>\w+)(?P<sync> SYNC)?$")
 INSERT = re.compile(r"^INSERT INTO ")
@@ -74,10 +73,8 @@ def rewrite(canonical: str, cluster: str, local: set[str]) -> list[str]:
             raise ClusterUnsupported(f"a materialized view into {target}, which is not a MergeTree table of the migrations")
         return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {match.group('name')} {on} TO {target}{LOCAL} "
                 f"AS {read_local(match.group('select'), local)}"]
-    if match := CREATE_VIEW_IF.match(canonical):
-        return [f"CREATE VIEW IF NOT EXISTS {match.group('name')} {on} AS {match.group('select')}"]
-    if match := CREATE_OR_REPLACE_VIEW.match(canonical):
-        return [f"CREATE OR REPLACE VIEW {match.group('name')} {on} AS {match.group('select')}"]
+    if match := CREATE_VIEW.match(canonical):
+        return [f"{match.group('create')} {match.group('name')} {on} AS {match.group('select')}"]
     if match := ALTER.match(canonical):
         return rewrite_alter(match.group("name"), match.group("commands"), on, local)
     if match := DROP.match(canonical):

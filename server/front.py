@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from server.app import assemble, healthz
 from server.auth import Keys
 from server.config import Settings
 from server.errors import Unavailable
@@ -175,10 +176,6 @@ async def readyz(request: Request) -> Response:
     return json_response({**body, "worker_log_bytes": front.wal.unconsumed_bytes()}, engine.status_code)
 
 
-async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
 async def proxy(request: Request) -> Response:
     """Any other request, answered by the engine process (streamed both ways as it comes)."""
     if request.url.path.startswith("/_engine/"):
@@ -208,8 +205,6 @@ def create_front_app_from_env() -> Starlette:
 
 
 def create_front_app(settings: Settings) -> Starlette:
-    from server.app import assemble
-
     metrics = Metrics()
     front = FrontServices(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
 

@@ -177,7 +177,9 @@ class Pipeline:
         """For /readyz: what waits, and the last failure of the log or its consumer."""
         if self.wal is not None and self.consumer is not None:
             return {"ack": "log", "log_bytes": sum(consumer.waiting_bytes() for consumer in self.consumers),
-                    "log_failure": self.wal.failure, "insert_failure": self.consumer.failure}
+                    "log_failure": self.wal.failure,
+                    # a group's engine inserts the workers' logs: their consumers' failures count too
+                    "insert_failure": next((c.failure for c in self.consumers if c.failure), None)}
         assert self.batcher is not None
         return {"ack": "insert", "queued_rows": self.batcher.queued_rows}
 

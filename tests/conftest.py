@@ -8,6 +8,7 @@ with its own directory.
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,3 +170,10 @@ def ch(settings: Settings, api: TestClient) -> Iterator[Client]:
 def count_events(ch: Client, where: str = "1") -> int:
     """Rows in `events` plus rows still held by the Buffer table (reading the Buffer reads both)."""
     return int(ch.command(f"SELECT count() FROM events_buffer WHERE {where}"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collection's objects (every test module, schemathesis's schema, hypothesis's strategies)
+    live for the whole run: kept out of the collector's full passes, which otherwise walk them
+    again and again while the tests make garbage."""
+    gc.freeze()

@@ -10,7 +10,7 @@ FROM
     FROM user_hours AS h
     INNER JOIN
     (
-        SELECT sipHash64(user_id) AS user,
+        SELECT user,
                if({period_days:UInt8} = 7, toMonday(toDate(first, {tz:String})), toDate(first, {tz:String})) AS cohort
         FROM users_first_seen(app_id = {app_id:String}, country = {country:String}, event = {event:String}, bots = {bots:UInt8})
         WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')

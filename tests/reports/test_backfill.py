@@ -78,3 +78,32 @@ def test_rows_before_and_after_the_enrichment_migration_are_each_counted_once(ma
         assert client.command("SELECT sum(events) FROM event_counts_hourly") == len(events) + len(bots)
         assert client.command("SELECT sum(events) FROM event_counts_hourly WHERE is_bot = 1") == len(bots)
     client.close()
+
+
+def test_rows_before_and_after_the_users_first_migration_are_each_counted_once(make_settings, tmp_path):
+    """012 fills `users_first` from `events` and swaps the reports' view of first events onto it;
+    a user seen before and after it is one user, first seen at their earliest event."""
+    events = reference.generate(seed=13, first_day=FIRST, days=7, users=20)
+    before, after = events[: len(events) // 2], events[len(events) // 2:]
+    settings = make_settings(fresh=True)
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for migration in db.migration_files()[:11]:
+        shutil.copy(migration.path, old / migration.path.name)
+    assert db.migrate(settings, old)[-1] == "011_event_changes"
+    rows, errors = validate_events(before, Limits.from_settings(settings))
+    assert errors == []
+    client = db.connect(settings)
+    client.command("INSERT INTO events FORMAT JSONEachRow", data=encode_rows(rows))
+
+    with SettlingClient(create_app(settings)) as api:
+        assert client.command("SELECT max(version) FROM schema_migrations") == 12
+        for n in range(0, len(after), 50):
+            assert api.post("/events", json=after[n:n + 50]).status_code == 202
+        assert client.command("SELECT count() FROM users_first WHERE first < toDateTime64('2025-03-06', 3, 'UTC')") > 0
+        params = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
+        assert api.get("/reports/daily", params=params).json() == reference.daily(events, FIRST, LAST, "UTC")
+        for tz in ("UTC", "America/New_York"):
+            got = api.get("/reports/retention", params={**params, "tz": tz, "period": "day"}).json()
+            assert got["cohorts"] == reference.retention(events, FIRST, LAST, tz, "day")
+    client.close()

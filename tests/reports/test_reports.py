@@ -113,6 +113,20 @@ def test_active_users_with_filters(reports, filters, kept):
     assert got == expected
 
 
+@pytest.mark.parametrize(("filters", "kept"), [({"app_id": "a1"}, lambda e: e["app_id"] == "a1"),
+                                               ({"country": "DE"}, lambda e: e["country"] == "DE"),
+                                               ({"country": "DE", "app_id": "a2"},
+                                                lambda e: e["country"] == "DE" and e["app_id"] == "a2")])
+def test_new_and_total_users_with_filters(reports, filters, kept):
+    """New and total users come from `users_first` without a country or event filter, else from
+    `user_first_seen` (012_users_first.sql): both agree with the reference."""
+    got = reports.get("/reports/daily", params=query("UTC", **filters)).json()
+    expected = reference.daily([e for e in EVENTS if kept(e)], FIRST, LAST, "UTC")
+    assert got["total_users"] == expected["total_users"]
+    assert [d["new_user_count"] for d in got["daily_stats"]] == [d["new_user_count"] for d in expected["daily_stats"]]
+    assert sum(d["new_user_count"] for d in got["daily_stats"]) > 0
+
+
 @pytest.mark.parametrize("tz", ZONES)
 def test_revenue(reports, tz):
     assert reports.get("/reports/revenue", params=query(tz)).json() == reference.revenue(EVENTS, FIRST, LAST, tz)

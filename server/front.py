@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from server.app import assemble, healthz
+from server.app import assemble, healthz, settle_collector
 from server.auth import Keys
 from server.config import Settings
 from server.errors import Unavailable
@@ -211,7 +210,7 @@ def create_front_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await front.open()
-        gc.freeze()  # as server/app.py: what start-up made stays out of the collector's passes
+        settle_collector()
         try:
             yield
         finally:

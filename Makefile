@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check test-slow chromium deploy-tools install migrate seed-demo bench bench-workers profile soak bench-reports loadtest clean
+.PHONY: run test check test-slow chromium deploy-tools install migrate seed-demo bench bench-ratio bench-workers profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE)) $(if $(STORED),--stored $(STORED))
 	$(BIN)/python -m loadgen.bench_enrich
 	$(BIN)/python -m loadgen.bench_workers
+
+# Issue #11's ratio, paired: ROUNDS (3) times the bare endpoint then POST /events, one event a request (~1 min).
+bench-ratio: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m loadgen.bench_ratio --rounds $(or $(ROUNDS),3)
 
 # Single-event POSTs with 1, 2 and 4 HTTP workers against the bare endpoint with as many (~2 min).
 bench-workers: $(STAMP)

@@ -1,18 +1,20 @@
 -- Mean session length (last event − first event, seconds) over the sessions that start on each
--- date in {tz}, from the session spans (clickhouse/migrations/009_session_spans.sql): a named
--- session is its spans' first to last; without a session_id, a user's spans (merged per 15-minute
--- bucket) are cut where the next bucket's first event is more than 30 minutes after the last
--- one's (exactly the sessions of cutting the raw events; session_durations_raw.sql does that). Spans from a day before `from` to a day after `to` are read, so sessions that cross the
--- range's edges keep their true start and end (a session longer than a day would be cut).
+-- date in {tz}, from the session spans (clickhouse/migrations/013_session_spans_v2.sql): a named
+-- session is its spans' (per UTC day) first to last; without a session_id, a user's spans (merged
+-- per 30-minute bucket) are cut where the next bucket's first event is more than 30 minutes after
+-- the last one's (exactly the sessions of cutting the raw events; session_durations_raw.sql does
+-- that). Spans from the UTC day a day before `from` to a day after `to` are read, so sessions
+-- that cross the range's edges keep their true start and end (a session longer than a day would
+-- be cut).
 SELECT toDate(started, {tz:String}) AS date,
        avg(dateDiff('millisecond', started, ended)) / 1000 AS average_seconds,
        count() AS session_count
 FROM
 (
     SELECT min(first) AS started, max(last) AS ended
-    FROM session_spans
+    FROM session_spans_v2
     WHERE session != 0
-      AND bucket >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
+      AND bucket >= toStartOfDay(fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC'))
       AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({country:String} = '' OR country = {country:String})
@@ -35,9 +37,9 @@ FROM
         FROM
         (
             SELECT user, bucket, min(first) AS first, max(last) AS last
-            FROM session_spans
+            FROM session_spans_v2
             WHERE session = 0
-              AND bucket >= fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC')
+              AND bucket >= toStartOfDay(fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC'))
               AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
               AND ({country:String} = '' OR country = {country:String})

@@ -80,9 +80,11 @@ def test_rows_before_and_after_the_enrichment_migration_are_each_counted_once(ma
     client.close()
 
 
-def test_rows_before_and_after_the_users_first_migration_are_each_counted_once(make_settings, tmp_path):
-    """012 fills `users_first` from `events` and swaps the reports' view of first events onto it;
-    a user seen before and after it is one user, first seen at their earliest event."""
+def test_rows_before_and_after_the_users_first_and_session_spans_v2_migrations_are_each_counted_once(
+        make_settings, tmp_path):
+    """012 fills `users_first` from `events` and swaps the reports' view of first events onto it
+    (a user seen before and after it is one user, first seen at their earliest event); 013 fills
+    `session_spans_v2` and the sessions read it (a session cut by the upgrade is one session)."""
     events = reference.generate(seed=13, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
     settings = make_settings(fresh=True)
@@ -97,10 +99,11 @@ def test_rows_before_and_after_the_users_first_migration_are_each_counted_once(m
     client.command("INSERT INTO events FORMAT JSONEachRow", data=encode_rows(rows))
 
     with SettlingClient(create_app(settings)) as api:
-        assert client.command("SELECT max(version) FROM schema_migrations") == 12
+        assert client.command("SELECT max(version) FROM schema_migrations") == 13
         for n in range(0, len(after), 50):
             assert api.post("/events", json=after[n:n + 50]).status_code == 202
         assert client.command("SELECT count() FROM users_first WHERE first < toDateTime64('2025-03-06', 3, 'UTC')") > 0
+        assert client.command("SELECT count() FROM session_spans_v2 WHERE bucket < toDateTime('2025-03-06', 'UTC')") > 0
         params = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
         assert api.get("/reports/daily", params=params).json() == reference.daily(events, FIRST, LAST, "UTC")
         for tz in ("UTC", "America/New_York"):

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from loadgen import capacity
-from loadgen.harness import RESULTS, ROOT, ServerProcess, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, ServerProcess, embedded_server, free_port, run_wrk
 
 REPORTS = ["/reports/daily", "/reports/active-users", "/reports/funnel?steps=main,course,start_task,finish_task,pay",
            "/reports/ratio?numerator=finish_task&denominator=start_task", "/reports/retention?period=week",
@@ -132,8 +132,7 @@ def measure_with_stored(events: int, seconds: int, connections: int) -> Result:
         subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", str(events)],
                        cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True)
         print(f"(e) {events:,} demo events stored in {time.perf_counter() - started:.0f} s", flush=True)
-        port = free_port()
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+        server = embedded_server(directory)
         try:
             result = measure_http(f"(e) (b) with {events / 1e6:g}M events stored", server, "/events", 1,
                                   connections, seconds)
@@ -169,23 +168,19 @@ def main() -> None:
         bare.stop()
 
     with tempfile.TemporaryDirectory(prefix="bench-server-") as directory:
-        port = free_port()
-        env = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal", "ACK": "insert"}
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+        server = embedded_server(directory, ACK="insert")
         try:
             insert_mode = measure_http("(b2) 1 event, ACK=insert", server, "/events", 1, args.connections, args.seconds)
         finally:
             server.stop()
     with tempfile.TemporaryDirectory(prefix="bench-server-") as directory:
-        port = free_port()
-        env = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"}
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+        server = embedded_server(directory)
         try:
             results.append(measure_http("(b) 1 event, ACK=log (default)", server, "/events", 1, args.connections, args.seconds))
             results.append(insert_mode)
-            rows_before, inserts_before = batch_totals(port)
+            rows_before, inserts_before = batch_totals(server.port)
             results.append(measure_http("(c) 100 events, ACK=log", server, "/events", 100, args.connections, args.seconds))
-            rows_after, inserts_after = batch_totals(port)
+            rows_after, inserts_after = batch_totals(server.port)
             print(f"capacity step test: one event a request, {args.step:,}/s steps of {args.step_seconds} s, "
                   f"64 connections, until p99 > {capacity.P99_LIMIT_MS:.0f} ms or errors", flush=True)
             steps = capacity.step_test(server, args.step, args.step, args.step_seconds, 64)

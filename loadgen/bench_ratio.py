@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from loadgen.bench import measure_http
-from loadgen.harness import ServerProcess, free_port
+from loadgen.harness import ServerProcess, embedded_server, free_port
 
 UVICORN = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
 
@@ -33,9 +33,7 @@ def main() -> None:
         finally:
             bare.stop()
         with tempfile.TemporaryDirectory(prefix="bench-ratio-") as directory:
-            port = free_port()
-            env = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"}
-            server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+            server = embedded_server(directory)
             try:
                 b = measure_http("(b) one event, ACK=log", server, "/events", 1, 64, 10)
             finally:

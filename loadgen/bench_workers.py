@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from loadgen.harness import RESULTS, ROOT, ServerProcess, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, ServerProcess, embedded_server, free_port, run_wrk
 
 
 def measure(server: ServerProcess, connections: int, seconds: int) -> dict[str, float]:
@@ -46,10 +46,7 @@ def main() -> None:
         finally:
             bare.stop()
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as directory:
-            port = free_port()
-            env = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal",
-                   "WEB_CONCURRENCY": str(workers)}
-            server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env, port, "/readyz")
+            server = embedded_server(directory, WEB_CONCURRENCY=str(workers))
             try:
                 time.sleep(1)
                 ours = measure(server, args.connections, args.seconds)

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,14 @@ class ServerProcess:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def embedded_server(directory: str | Path, **env: str) -> ServerProcess:
+    """`analytics-api serve` on a free port with the embedded engine's data and the log under
+    `directory`; `env` adds settings (ACK, WEB_CONCURRENCY, …). Returns once /readyz answers."""
+    port = free_port()
+    settings = {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal", **env}
+    return ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], settings, port, "/readyz")
 
 
 @dataclass

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from loadgen.harness import RESULTS, ROOT, ServerProcess, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, embedded_server, run_wrk
 
 RATE = 250  # samples a second
 # stage -> substrings of a frame ("function (file:line)"); the first stage to match wins.
@@ -66,10 +66,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = RESULTS / f"profile-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}-b{args.batch}.txt"
     with tempfile.TemporaryDirectory(prefix="profile-") as directory:
-        port = free_port()
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"},
-                               port, "/readyz")
+        server = embedded_server(directory)
         try:
             figures = {}
             load = threading.Thread(target=lambda: figures.update(

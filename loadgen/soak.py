@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from loadgen.harness import RESULTS, ROOT, ServerProcess, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, ServerProcess, embedded_server, run_wrk
 
 
 def sample_rss(server: ServerProcess, every: float, samples: list, stop: threading.Event) -> None:
@@ -65,10 +65,7 @@ def main() -> None:
         sys.exit("wrk is not installed: `apt-get install wrk` (make soak does it)")
     seconds = round(args.minutes * 60)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
-        port = free_port()
-        server = ServerProcess([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                               {"CLICKHOUSE_URL": f"chdb://{directory}/clickhouse", "LOG_DIR": f"{directory}/wal"},
-                               port, "/readyz")
+        server = embedded_server(directory)
         samples: list[tuple[int, float]] = [(0, round(server.rss_mb(), 1))]
         stop = threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(server, 10.0, samples, stop), daemon=True)

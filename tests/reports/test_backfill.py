@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from datetime import date
 
+from clickhouse_connect.driver.client import Client
+
 from server import db
 from server.app import create_app
 from server.ingest.validate import Limits, validate_events
@@ -15,21 +17,32 @@ from tests.reports import reference
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 9)
 
 
+def at_version(settings, tmp_path, version: int) -> Client:
+    """The database migrated to `version` only (the migrations after it not yet written), and a
+    client on it."""
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for migration in db.migration_files()[:version]:
+        shutil.copy(migration.path, old / migration.path.name)
+    assert db.migrate(settings, old)[-1] == f"{version:03d}_{db.migration_files()[version - 1].name}"
+    return db.connect(settings)
+
+
+def store_directly(client: Client, settings, events: list[dict], table: str = "events") -> None:
+    """Events stored the way an older server did: validated, then inserted (no log, no server)."""
+    rows, errors = validate_events(events, Limits.from_settings(settings))
+    assert errors == []
+    client.command(f"INSERT INTO {table} FORMAT JSONEachRow", data=encode_rows(rows))
+
+
 def test_rows_before_and_after_the_rollups_migration_are_each_counted_once(make_settings, tmp_path):
     events = reference.generate(seed=11, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
     settings = make_settings(fresh=True)
 
-    # A database at version 3: events stored before the rollups existed.
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for migration in db.migration_files()[:3]:
-        shutil.copy(migration.path, old / migration.path.name)
-    assert db.migrate(settings, old) == ["001_events", "002_events_buffer", "003_activities"]
-    rows, errors = validate_events(before, Limits.from_settings(settings))
-    assert errors == []
-    client = db.connect(settings)
-    client.command("INSERT INTO events_buffer FORMAT JSONEachRow", data=encode_rows(rows))
+    # A database at version 3: events stored before the rollups existed (some still in the Buffer).
+    client = at_version(settings, tmp_path, 3)
+    store_directly(client, settings, before, "events_buffer")
 
     # The server starts, migrates to 004 and on (flushing the Buffer, then backfilling), takes the rest.
     with SettlingClient(create_app(settings)) as api:
@@ -53,15 +66,8 @@ def test_rows_before_and_after_the_enrichment_migration_are_each_counted_once(ma
     events = reference.generate(seed=12, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
     settings = make_settings(fresh=True)
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for migration in db.migration_files()[:6]:
-        shutil.copy(migration.path, old / migration.path.name)
-    assert db.migrate(settings, old)[-1] == "006_exactly_once"
-    rows, errors = validate_events(before, Limits.from_settings(settings))
-    assert errors == []
-    client = db.connect(settings)
-    client.command("INSERT INTO events FORMAT JSONEachRow", data=encode_rows(rows))  # counted by the old views
+    client = at_version(settings, tmp_path, 6)
+    store_directly(client, settings, before)  # counted by the old views
 
     with SettlingClient(create_app(settings)) as api:
         assert client.command("SELECT max(version) FROM schema_migrations") == len(db.migration_files())
@@ -88,15 +94,8 @@ def test_rows_before_and_after_the_users_first_and_session_spans_v2_migrations_a
     events = reference.generate(seed=13, first_day=FIRST, days=7, users=20)
     before, after = events[: len(events) // 2], events[len(events) // 2:]
     settings = make_settings(fresh=True)
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for migration in db.migration_files()[:11]:
-        shutil.copy(migration.path, old / migration.path.name)
-    assert db.migrate(settings, old)[-1] == "011_event_changes"
-    rows, errors = validate_events(before, Limits.from_settings(settings))
-    assert errors == []
-    client = db.connect(settings)
-    client.command("INSERT INTO events FORMAT JSONEachRow", data=encode_rows(rows))
+    client = at_version(settings, tmp_path, 11)
+    store_directly(client, settings, before)
 
     with SettlingClient(create_app(settings)) as api:
         assert client.command("SELECT max(version) FROM schema_migrations") == 13

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from server.config import parse_write_keys
 from server.errors import ConfigError, FieldError, Forbidden, Unauthorized
+from server.headers import header
 from server.state import services
 
 ANY_APP = "*"
@@ -47,12 +48,12 @@ class Keys:
         return not self.read
 
 
-def _presented(request: Request, header: str) -> bytes | None:
-    authorization = request.headers.get("authorization", "")
+def _presented(request: Request, name: str) -> bytes | None:
+    authorization = header(request, b"authorization")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip().encode()
-    value = request.headers.get(header, "").strip()
+    value = header(request, name.encode()).strip()
     return value.encode() if value else None
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from server.errors import BadBody, BodyTooLarge, RequestTimeout
+from server.headers import header
 from server.ingest.parse import decode_content
 from server.state import services
 
@@ -60,7 +61,7 @@ class BodyDeadlines:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)
     and with 408 when the client takes longer than BODY_TIMEOUT_SECONDS to send it."""
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length") or None
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
     found = services(request)
@@ -98,4 +99,4 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 async def read_decoded_body(request: Request, max_bytes: int) -> bytes:
     """The body within `max_bytes`, its Content-Encoding undone (also within `max_bytes`)."""
     body = await read_body(request, max_bytes)
-    return decode_content(body, request.headers.get("content-encoding"), max_bytes)
+    return decode_content(body, header(request, b"content-encoding") or None, max_bytes)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import iptocc
 from starlette.requests import Request
 
+from server.headers import header
 from server.ingest.useragent import NO_AGENT, Agent, describe
 from server.ingest.validate import Row
 from server.ingest.visitors import Visitors
@@ -42,7 +43,7 @@ class Sender:
 
     @classmethod
     def of(cls, request: Request) -> Sender:
-        user_agent = request.headers.get("user-agent", "")
+        user_agent = header(request, b"user-agent")
         client = request.scope.get("client")
         ip = _valid_ip(client[0]) if client else ""
         return cls(ip, user_agent, describe(user_agent) if user_agent else NO_AGENT, _country(ip) if ip else "")

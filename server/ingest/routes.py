@@ -33,6 +33,7 @@ from server.errors import (
     first_line,
     log_unexpected,
 )
+from server.headers import header
 from server.ingest.activities import validate_activities
 from server.ingest.batcher import InsertFailed, QueueFull, ShuttingDown
 from server.ingest.dedup import Dedup, LoggedIds
@@ -89,7 +90,7 @@ def _ingest(request: Request) -> Ingest:
 
 async def read_items(request: Request, ingest: Ingest) -> list[Any]:
     body = await read_decoded_body(request, ingest.settings.max_body_bytes)
-    items = await parse_body(body, request.headers.get("content-type"))
+    items = await parse_body(body, header(request, b"content-type") or None)
     if not items:
         raise BadBody("the body holds no events", field="body")
     if len(items) > ingest.settings.max_events_per_request:

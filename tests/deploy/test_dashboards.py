@@ -96,6 +96,24 @@ def test_every_clickhouse_panel_query_runs_through_the_clickhouse_http_interface
     run_every_panel(demo, path, over_http)
 
 
+@pytest.mark.parametrize("app_id", [ALL, "web"])
+def test_the_dau_panel_counts_what_the_report_api_counts(demo, api, app_id):
+    """The product dashboard's DAU/WAU/MAU panel (masks over `user_hours`, as the report) gives
+    the numbers of GET /reports/active-users for the same UTC days."""
+    dashboard = load(next(path for path in DASHBOARDS if path.stem == "product"))
+    sql = next(sql for title, sql in clickhouse_targets(dashboard) if title == "DAU / WAU / MAU")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    window = TimeRange(now - timedelta(days=30), now, 3600)
+    rows = demo.query(expand(sql, window, {"app_id": app_id, "country": ALL})).result_rows
+    params = {"from": window.start.date().isoformat(), "to": window.end.date().isoformat()}
+    if app_id != ALL:
+        params["app_id"] = app_id
+    report = api.get("/reports/active-users", params=params, headers={"Cache-Control": "no-cache"}).json()
+    panel = [{"date": day.isoformat(), "dau": dau, "wau": wau, "mau": mau} for day, dau, wau, mau in rows]
+    assert panel == report
+    assert sum(day["dau"] for day in panel) > 0
+
+
 def test_every_prometheus_panel_metric_is_exported(api):
     # One accepted and one rejected event, so that labelled series have samples.
     dt = datetime.now(UTC).isoformat()

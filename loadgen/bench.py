@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from loadgen import capacity
-from loadgen.harness import RESULTS, ROOT, ServerProcess, embedded_server, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, ServerProcess, bare_server, embedded_server, free_port, run_wrk
 
 REPORTS = ["/reports/daily", "/reports/active-users", "/reports/funnel?steps=main,course,start_task,finish_task,pay",
            "/reports/ratio?numerator=finish_task&denominator=start_task", "/reports/retention?period=week",
@@ -158,10 +158,8 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: `apt-get install wrk` (make bench does it)")
 
-    uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     results: list[Result] = []
-    port = free_port()
-    bare = ServerProcess([*uvicorn, "loadgen.bare_app:app", "--port", str(port)], {}, port, "/")
+    bare = bare_server()
     try:
         results.append(measure_http("(a) bare Starlette endpoint", bare, "/events", 1, args.connections, args.seconds))
     finally:

@@ -11,13 +11,10 @@ A benchmark: it prints figures, it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 
 from loadgen.bench import measure_http
-from loadgen.harness import ServerProcess, embedded_server, free_port
-
-UVICORN = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
+from loadgen.harness import bare_server, embedded_server
 
 
 def main() -> None:
@@ -26,8 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     ratios = []
     for round_number in range(1, args.rounds + 1):
-        port = free_port()
-        bare = ServerProcess([*UVICORN, "loadgen.bare_app:app", "--port", str(port)], {}, port, "/")
+        bare = bare_server()
         try:
             a = measure_http("(a) bare", bare, "/events", 1, 64, 10)
         finally:

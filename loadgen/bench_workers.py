@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-from loadgen.harness import RESULTS, ROOT, ServerProcess, embedded_server, free_port, run_wrk
+from loadgen.harness import RESULTS, ROOT, ServerProcess, bare_server, embedded_server, run_wrk
 
 
 def measure(server: ServerProcess, connections: int, seconds: int) -> dict[str, float]:
@@ -36,10 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for workers in (int(n) for n in args.workers.split(",")):
-        port = free_port()
-        bare = ServerProcess([sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning",
-                              "--workers", str(workers), "loadgen.bare_app:app", "--port", str(port)],
-                             {"WEB_CONCURRENCY": str(workers)}, port, "/")
+        bare = bare_server(workers)
         try:
             time.sleep(1)  # every worker up
             base = measure(bare, args.connections, args.seconds)

@@ -68,6 +68,15 @@ class ServerProcess:
             self.process.kill()
 
 
+def bare_server(workers: int = 1) -> ServerProcess:
+    """Every ingest benchmark's baseline: loadgen/bare_app.py (read the body, parse the JSON,
+    answer 202) under uvicorn with `workers` processes, on a free port."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning",
+               "--workers", str(workers), "loadgen.bare_app:app", "--port", str(port)]
+    return ServerProcess(command, {"WEB_CONCURRENCY": str(workers)}, port, "/")
+
+
 def embedded_server(directory: str | Path, **env: str) -> ServerProcess:
     """`analytics-api serve` on a free port with the embedded engine's data and the log under
     `directory`; `env` adds settings (ACK, WEB_CONCURRENCY, …). Returns once /readyz answers."""

@@ -4,8 +4,8 @@
 -- read before these statements run.
 --
 -- 1. The user's rows, from `events` and from every table keyed by user (user_hours,
---    session_spans, session_spans_v2 and users_first hold sipHash64(user_id)). ALTER … DELETE rewrites the parts: the rows are
---    gone from disk, not only hidden.
+--    session_spans, session_spans_v2 and users_first hold sipHash64(user_id)). ALTER … DELETE
+--    rewrites the parts: the rows are gone from disk, not only hidden.
 ALTER TABLE events DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
 ALTER TABLE user_first_seen DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})

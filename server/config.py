@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import available_timezones
 
 from server.errors import ConfigError
 
@@ -144,6 +145,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "`/clickhouse/`: ClickHouse's `max_result_bytes`; a larger result is an error, not a cut answer.",
     ),
     "SQL_CONCURRENCY": ("2", "Client SQL: queries run at once (per service); more wait their turn."),
+    "ROLLUP_ZONES": (
+        "UTC",
+        "Time zones (comma-separated IANA names) whose finished days of active users, new users, "
+        "session length and revenue the rollup job computes once and stores, for all apps and each "
+        "app (README: Reports). Other zones and filters are computed per request.",
+    ),
+    "ROLLUP_INTERVAL_SECONDS": (
+        "300",
+        "How often the rollup job stores the days that are missing, older than a day, or touched by "
+        "late events; 0 turns it off (reports then compute every day).",
+    ),
+    "ROLLUP_DAYS": ("400", "How many days back from today the rollup job keeps."),
     "CLICKHOUSE_HTTP_USER": (
         "default",
         "`/clickhouse/`: the user name ClickHouse clients log in with (the password is READ_TOKEN).",
@@ -210,6 +223,9 @@ class Settings:
     sql_max_memory_bytes: int = 1_000_000_000
     sql_max_result_bytes: int = 100_000_000
     sql_concurrency: int = 2
+    rollup_zones: str = "UTC"
+    rollup_interval_seconds: float = 300.0
+    rollup_days: int = 400
     clickhouse_http_user: str = "default"
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
@@ -271,6 +287,7 @@ class Settings:
                 raise ConfigError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
         non_negative = [
             "max_props", "max_future_seconds", "batch_max_delay_ms", "log_batch_seconds", "stop_timeout_seconds",
+            "rollup_interval_seconds", "rollup_days",
             "buffer_min_seconds",
             "buffer_min_rows", "buffer_min_bytes",
         ]
@@ -286,6 +303,9 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if not 1970 <= self.min_event_year <= 9999:
             raise ConfigError(f"MIN_EVENT_YEAR must be between 1970 and 9999, got {self.min_event_year}")
+        for zone in self.zones:
+            if zone not in available_timezones():
+                raise ConfigError(f"ROLLUP_ZONES: {zone!r} is not an IANA time zone name")
         clickhouse_target(self.clickhouse_url)
         parse_write_keys(self.write_keys)  # raises ConfigError naming the variable
         if self.read_token and len(self.read_token) < 8:
@@ -319,6 +339,11 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.clickhouse_url.startswith("chdb:")
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """ROLLUP_ZONES as names, in order, without repeats."""
+        return tuple(dict.fromkeys(z.strip() for z in self.rollup_zones.split(",") if z.strip()))
 
 
 def parse_write_keys(write_keys: str) -> tuple[tuple[str, bytes], ...]:

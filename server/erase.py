@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id = {user_id:String}",
            "sessions": "user_id = {user_id:String}", "user_hours": "user = sipHash64({user_id:String})",
            "session_spans": "user = sipHash64({user_id:String})", "users_first": "user = sipHash64({user_id:String})",
+           "users_last": "user = sipHash64({user_id:String})",
            "session_spans_v2": "user = sipHash64({user_id:String})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0

@@ -47,6 +47,12 @@ class Metrics:
         # livesum: the rows queued in the workers alive now, summed.
         self.queue_rows = Gauge("batcher_queue_rows", "Rows waiting for an INSERT", registry=r,
                                 multiprocess_mode="livesum")
+        self.rollup_days_stored = Counter("rollup_days_stored", "Report days the rollup job computed and stored",
+                                          registry=r)
+        # mostrecent: in a group only the engine process runs the job.
+        self.rollup_last_success = Gauge("rollup_last_success_timestamp_seconds",
+                                         "When the rollup job last finished a round", registry=r,
+                                         multiprocess_mode="mostrecent")
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

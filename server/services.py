@@ -31,6 +31,7 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
+from server.reports import rollups
 from server.reports.cache import DayCache
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ VISITOR_SALT_REFRESH_SECONDS = 600
 # Report queries at once: daily's four go two at a time. Peak RSS at 10 M demo events after every
 # report computed once: 1 client 489 MB, 2: 500 MB, 4: 531 MB.
 REPORT_CLIENTS = 2
+# The rollup job's first round comes this long after start (not in the way of a start's own work).
+ROLLUP_FIRST_DELAY_SECONDS = 2.0
 
 
 @dataclass
@@ -51,13 +54,14 @@ class Services:
     # Set by open():
     query_client: Client = field(init=False)
     report_clients: db.ClientPool = field(init=False)
-    report_cache: DayCache = field(default_factory=DayCache)
+    report_cache: DayCache = field(init=False)
     console: QueryService = field(init=False)
     clickhouse_queries: QueryService = field(init=False)
     pipeline: Pipeline = field(init=False)
     ingest: Ingest = field(init=False)
     visitors: Visitors = field(init=False)
     _refresher: asyncio.Task[None] | None = field(init=False, default=None)
+    _rollup_job: asyncio.Task[None] | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
     # The engine process of a group (server/group.py): the HTTP workers' logs it inserts.
     worker_dirs: list[Path] = field(default_factory=list)
@@ -73,6 +77,7 @@ class Services:
         # clients so that a report's queries run in parallel.
         limits = {"max_execution_time": settings.sql_timeout_seconds, "max_memory_usage": settings.sql_max_memory_bytes}
         self.report_clients = db.ClientPool(lambda: self._connect(limits), REPORT_CLIENTS)
+        self.report_cache = DayCache(settings.zones)
 
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)
@@ -98,6 +103,8 @@ class Services:
             enricher=Enricher(self.visitors, settings.max_string_length),
             logged_ids=self.pipeline.logged_ids,
         )
+        if settings.rollup_interval_seconds:
+            self._rollup_job = asyncio.create_task(self._run_rollups())
 
     async def _refresh_salts(self) -> None:
         while True:
@@ -107,14 +114,38 @@ class Services:
             except (ClickHouseError, Unavailable) as exc:  # the salts in memory go on; the next round tries again
                 log.error("could not refresh the visitors' daily salts: %s", first_line(exc))
 
+    async def _run_rollups(self) -> None:
+        """The rollup job (server/reports/rollups.py): a first round ROLLUP_FIRST_DELAY_SECONDS
+        after start (sooner at a shorter interval), then every ROLLUP_INTERVAL_SECONDS, on a
+        report client (the reports' time and memory limits; never more report queries at once
+        than REPORT_CLIENTS)."""
+        delay = min(ROLLUP_FIRST_DELAY_SECONDS, self.settings.rollup_interval_seconds)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.settings.rollup_interval_seconds
+            try:
+                done = await asyncio.to_thread(self._rollups_once)
+            except ClickHouseError as exc:  # the reports compute what is not stored; the next round tries again
+                log.error("the rollup job failed: %s", first_line(exc))
+                continue
+            self.metrics.rollup_days_stored.inc(done.days)
+            self.metrics.rollup_last_success.set_to_current_time()
+            if done.days:
+                log.info("rollup job: %d days stored", done.days)
+
+    def _rollups_once(self) -> rollups.Refreshed:
+        with self.report_clients.client() as client:
+            return rollups.refresh(client, self.settings.zones, self.settings.rollup_days)
+
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)
         self._clients.append(client)
         return client
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in (self._refresher, self._rollup_job):
+            if task is not None:
+                task.cancel()
         await self.body_deadlines.close()
         await self.pipeline.close()
         self.clickhouse_queries.close()

@@ -114,6 +114,7 @@ def make_settings(chdb_dir: Path, database_pool: DatabasePool):
         run = uuid.uuid4().hex[:12]
         overrides.setdefault("spool_dir", str(chdb_dir.parent / "spool" / run))
         overrides.setdefault("log_dir", str(chdb_dir.parent / "wal" / run))
+        overrides.setdefault("rollup_interval_seconds", 0)  # the job runs where a test asks for it
         settings = Settings.from_env({}, clickhouse_url=url, **overrides)
         made.append(settings)
         return settings

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
+from server.reports import rollups
 from server.reports.params import ReportRange
 
 T = TypeVar("T")
@@ -84,37 +85,63 @@ def _utc(value: datetime) -> datetime:
 
 
 class DayCache:
-    def __init__(self) -> None:
+    def __init__(self, zones: tuple[str, ...] = ()) -> None:
+        self.zones = zones  # whose finished days the rollup job stores (server/reports/rollups.py)
         self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0  # days answered from memory
+        self.stored = 0  # days taken from the rollup job's table
         self.computed = 0  # days computed
 
     def days(self, client: Client, name: str, report: ReportRange,
-             compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable) -> dict[date, T]:
+             compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable,
+             memory: bool = True) -> dict[date, T]:
+        """The report's days: from memory, else stored by the rollup job, else computed now.
+        `memory=False` (a request's `Cache-Control: no-cache`) neither reads nor keeps the entry."""
+        if not memory:
+            known: dict[date, Any] = {}
+            self._fill(client, name, report, known, compute)
+            return {d: known[d] for d in report.days() if known[d] is not _ABSENT}
         key = (name, report.tz, report.app_id, report.country, report.event, report.bots, *extra)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and time.monotonic() - entry.created > MAX_AGE_SECONDS:
                 entry = None
         changes = changes_since(client, entry)
-        known: dict[date, Any] = dict(entry.days) if entry else {}
+        known = dict(entry.days) if entry else {}
         if entry is not None and changes.first_dt is not None:
-            dirty = changes.first_dt.astimezone(ZoneInfo(report.tz)).date() - timedelta(days=1)
+            dirty = changes.first_dt.astimezone(ZoneInfo(report.tz)).date() - timedelta(days=rollups.reach_days(name))
             known = {d: v for d, v in known.items() if d < dirty}
         wanted = report.days()
-        missing = [d for d in wanted if d not in known]
-        if missing:
-            piece = replace(report, first_day=missing[0], last_day=missing[-1])
-            fresh = compute(client, piece)
-            for d in piece.days():
-                known[d] = fresh.get(d, _ABSENT)
+        hits = sum(d in known for d in wanted)
+        self._fill(client, name, report, known, compute)
         with self._lock:
-            self.hits += len(wanted) - len(missing)
-            self.computed += len(missing)
+            self.hits += hits
             self._entries[key] = Entry(changes.newest, changes.window,
                                        entry.created if entry else time.monotonic(), known)
             self._entries.move_to_end(key)
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
         return {d: known[d] for d in wanted if known[d] is not _ABSENT}
+
+    def _fill(self, client: Client, name: str, report: ReportRange, known: dict[date, Any],
+              compute: Callable[[Client, ReportRange], dict[date, Any]]) -> None:
+        """Add the report's days missing from `known`: those the rollup job stored, then the
+        others computed by one query over the smallest range that covers them."""
+        missing = [d for d in report.days() if d not in known]
+        from_rollups = 0
+        if missing:
+            found = rollups.stored(client, name, replace(report, first_day=missing[0], last_day=missing[-1]), self.zones)
+            for d in missing:
+                if d in found:
+                    known[d] = _ABSENT if found[d] is None else found[d]
+                    from_rollups += 1
+            missing = [d for d in missing if d not in known]
+        if missing:
+            piece = replace(report, first_day=missing[0], last_day=missing[-1])
+            fresh = compute(client, piece)
+            for d in piece.days():
+                known[d] = fresh.get(d, _ABSENT)
+        with self._lock:
+            self.stored += from_rollups
+            self.computed += len(missing)

@@ -37,6 +37,8 @@ def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, i
     """DAU/WAU/MAU per day, from the hourly activity table when the zone's days start on whole
     UTC hours and no event is filtered, else from `events`; in pieces of at most MASK_DAYS days."""
     name = "active_users" if not report.event and whole_hour_days(report) else "active_users_raw"
+    if name == "active_users" and report.first_day == report.last_day and not report.country:
+        return _active_users_day(client, report)
     found: dict[date, tuple[int, int, int]] = {}
     first = report.first_day
     while first <= report.last_day:
@@ -46,6 +48,14 @@ def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, i
             found[d] = (int(dau), int(wau), int(mau))
         first = last + timedelta(days=1)
     return found
+
+
+def _active_users_day(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
+    """One day's DAU/WAU/MAU from each user's latest event (active_users_day.sql)."""
+    day = report.first_day
+    rows = _rows(client, "active_users_day", report, week_ms=report.day_start_ms(day - timedelta(days=6)),
+                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)))
+    return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau in rows if mau}
 
 
 def whole_hour_days(report: ReportRange) -> bool:

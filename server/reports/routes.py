@@ -44,15 +44,20 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
 
 async def _per_day(request: Request, name: str, query: Callable[..., dict[date, T]], report: ReportRange,
                    *extra: str) -> dict[date, T]:
-    """A per-day report through the cache of finished days (server/reports/cache.py), unless the
-    request says `Cache-Control: no-cache` (every day computed now)."""
-    if "no-cache" in request.headers.get("cache-control", ""):
-        return await _run(request, query, report, *extra)
+    """A per-day report through the cache of finished days in memory (server/reports/cache.py)
+    and the days the rollup job stored (server/reports/rollups.py). `Cache-Control: no-cache`
+    skips the memory: the stored days still true are used, the others computed now."""
+    memory = "no-cache" not in request.headers.get("cache-control", "")
 
     def compute(client: Any, piece: ReportRange) -> dict[date, T]:
         return query(client, piece, *extra)
 
-    return await _run(request, services(request).report_cache.days, name, report, compute, *extra)
+    cache = services(request).report_cache
+
+    def days(client: Any) -> dict[date, T]:
+        return cache.days(client, name, report, compute, *extra, memory=memory)
+
+    return await _run(request, days)
 
 
 async def _whole(request: Request, name: str, query: Callable[..., T], report: ReportRange, *extra: Any) -> T:

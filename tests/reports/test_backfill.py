@@ -98,11 +98,15 @@ def test_rows_before_and_after_the_users_first_and_session_spans_v2_migrations_a
     store_directly(client, settings, before)
 
     with SettlingClient(create_app(settings)) as api:
-        assert client.command("SELECT max(version) FROM schema_migrations") == 13
+        assert client.command("SELECT max(version) FROM schema_migrations") == len(db.migration_files())
         for n in range(0, len(after), 50):
             assert api.post("/events", json=after[n:n + 50]).status_code == 202
         assert client.command("SELECT count() FROM users_first WHERE first < toDateTime64('2025-03-06', 3, 'UTC')") > 0
         assert client.command("SELECT count() FROM session_spans_v2 WHERE bucket < toDateTime('2025-03-06', 'UTC')") > 0
+        # 015's users_last: each user's latest event per app, from rows before and after it.
+        latest = "SELECT app_id, is_bot, user, max(last) FROM {table} GROUP BY ALL ORDER BY ALL"
+        assert client.query(latest.format(table="users_last")).result_rows == client.query(latest.format(
+            table="(SELECT app_id, is_bot, sipHash64(user_id) AS user, dt AS last FROM events)")).result_rows
         params = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
         assert api.get("/reports/daily", params=params).json() == reference.daily(events, FIRST, LAST, "UTC")
         for tz in ("UTC", "America/New_York"):

@@ -24,14 +24,16 @@ def test_days_come_from_memory_until_an_event_touches_them(settings):
         computed = cache.computed
         assert api.get("/reports/daily", params=RANGE).json() == first
         assert cache.computed == computed  # nothing computed again: all from memory
-        # A late event on 5 March (a new user, a payment): 4 March on are computed again.
+        # A late event on 5 March (a new user, a payment): the days it can change are computed again.
         late = {"dt": "2025-03-05T12:00:00Z", "event": "pay", "user_id": "late-user", "amount": 700,
                 "app_id": "a1", "country": "DE"}
         assert api.post("/events", json=late).status_code == 202
         after = api.get("/reports/daily", params=RANGE).json()
         assert after == reference.daily([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")
         recomputed = cache.computed - computed
-        assert recomputed == 3 * 6 + 1  # active, new users, sessions: 4 to 9 March each; total users as of the 9th
+        # Active and new users 5 to 9 March (an event changes no earlier day of theirs), session
+        # length 4 to 9 March (a session begun the day before), total users as of the 9th.
+        assert recomputed == 5 + 5 + 6 + 1
         revenue = api.get("/reports/revenue", params=RANGE).json()
         assert revenue == reference.revenue([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")
 

@@ -29,7 +29,7 @@ def reports(chdb_dir):
     from server.config import Settings
 
     url = f"chdb://{chdb_dir}?database=r_{uuid.uuid4().hex[:12]}"
-    settings = Settings.from_env({}, clickhouse_url=url)
+    settings = Settings.from_env({}, clickhouse_url=url, rollup_interval_seconds=0)  # every day computed
     with SettlingClient(create_app(settings)) as api:
         for n in range(0, len(EVENTS), 50):
             assert api.post("/events", json=EVENTS[n:n + 50]).status_code == 202

@@ -1,0 +1,177 @@
+"""Finished days of the per-day reports, computed once and stored (`report_days`, 014_report_days.sql).
+
+The rollup job (`refresh`, every ROLLUP_INTERVAL_SECONDS) computes, for each zone of ROLLUP_ZONES
+and for all apps and each app (no country or event filter, bots left out), the finished days of
+active users (DAU/WAU/MAU), new users, session length and revenue, with the same queries the
+reports run (server/reports/queries.py), and stores each day's value. A report over such a key
+(`stored`) takes the days stored, and computes the others.
+
+A stored day is used only while it is true:
+- it was stored less than MAX_AGE_HOURS ago (changes are kept two days, and the job stores
+  days again once they are older: each day is computed about once a day);
+- no block inserted into `events` since it was stored, less CHANGES_MARGIN_SECONDS (a block
+  stamped by its view before its INSERT committed), has an event before the day's end, or before
+  the end of the next day where a day reaches back (REACH_DAYS: a session starts on the day
+  before the event that extends it). An erasure counts as such a block (server/erase.py).
+Days are finished when the zone's today has passed them (and yesterday, for session length):
+today's values change with every event, so they are always computed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from server.reports import queries
+from server.reports.params import LOOKBACK_DAYS, ReportRange
+
+log = logging.getLogger(__name__)
+
+# name -> the report's per-day query; every value is a number or a tuple of numbers.
+REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {
+    "active_users": queries.active_users,
+    "new_users": queries.new_users,
+    "session_durations": queries.session_durations,
+    "revenue": queries.revenue,
+}
+# Days before an event's day whose values it can change: 0 for counts per day and windows that
+# reach forward; 1 where a value belongs to the day a session started. Any other report: 1.
+REACH_DAYS = {"active_users": 0, "new_users": 0, "revenue": 0, "total_users": 0, "session_durations": 1}
+MAX_AGE_HOURS = 20
+CHANGES_MARGIN_SECONDS = 120
+PIECE_DAYS = 35  # days computed by one query of the job (active users' mask holds 35)
+
+
+def reach_days(name: str) -> int:
+    return REACH_DAYS.get(name, 1)
+
+
+def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
+    """The stored key of a report's days, or None when the job does not store them."""
+    if name not in REPORTS or report.country or report.event or report.bots or report.tz not in zones:
+        return None
+    return f"{report.tz}|{report.app_id}"
+
+
+def _decode(value: str) -> Any:
+    found = orjson.loads(value)
+    return tuple(found) if isinstance(found, list) else found
+
+
+def stored(client: Client, name: str, report: ReportRange, zones: Iterable[str]) -> dict[date, Any]:
+    """The days of `report` stored and still true (see the module's text); others are absent.
+    A day with no value (no events) is there as None."""
+    found_key = key(name, report, zones)
+    if found_key is None:
+        return {}
+    rows = client.query(
+        """
+        SELECT day, value, stored, seen FROM report_days FINAL
+        WHERE report = {report:String} AND key = {key:String} AND day >= {first:Date} AND day <= {last:Date}
+        """, parameters={"report": name, "key": found_key, "first": report.first_day, "last": report.last_day}).result_rows
+    oldest_allowed = datetime.now(UTC) - timedelta(hours=MAX_AGE_HOURS)
+    rows = [row for row in rows if _utc(row[2]) >= oldest_allowed]
+    if not rows:
+        return {}
+    zone, back = ZoneInfo(report.tz), timedelta(days=reach_days(name))
+    dirty = {stamp: first.astimezone(zone).date() - back if first else date.max
+             for stamp, first in _first_changes(client, {(_utc(row[2]), int(row[3])) for row in rows}).items()}
+    return {day: _decode(value) for day, value, stamp, _ in rows if day < dirty[_utc(stamp)]}
+
+
+def _first_changes(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime, datetime | None]:
+    """For each stamp of stored rows (time stored, blocks seen in the margin before it), the
+    earliest event time among the blocks its rows did not include: those stamped after it, and
+    those in the margin when their count there has changed (a block that committed after the
+    rows were computed). None: nothing new."""
+    seen = dict(stamps)
+    found: dict[datetime, datetime | None] = dict.fromkeys(seen)
+    rows = client.query(
+        """
+        WITH toIntervalSecond({margin:UInt32}) AS margin
+        SELECT s, countIf(inserted > s), minIf(first_dt, inserted > s),
+               countIf(inserted > s - margin AND inserted <= s), minIf(first_dt, inserted > s - margin AND inserted <= s)
+        FROM event_changes
+        ARRAY JOIN {stamps:Array(DateTime64(3, 'UTC'))} AS s
+        WHERE inserted > {oldest:DateTime64(3, 'UTC')} - margin
+        GROUP BY s
+        """,
+        parameters={"stamps": sorted(seen), "oldest": min(seen), "margin": CHANGES_MARGIN_SECONDS}).result_rows
+    for stamp, after, first_after, in_margin, first_in_margin in rows:
+        stamp = _utc(stamp)
+        firsts = [_utc(first_after)] if after else []
+        if in_margin != seen[stamp]:
+            firsts.append(_utc(first_in_margin))
+        found[stamp] = min(firsts) if firsts else None
+    return found
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    keys: int  # (report, zone, app) keys looked at
+    days: int  # days computed and stored
+
+
+def finished_through(name: str, tz: str, now: datetime) -> date:
+    """The last finished day of a report in a zone: before today, before yesterday where a day reaches back."""
+    return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + reach_days(name))
+
+
+def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:
+    """Store every finished day of the last `keep_days` that is missing or no longer true, for
+    each report of REPORTS, zone, and all apps and each app."""
+    apps = ["", *sorted(str(row[0]) for row in client.query("SELECT DISTINCT app_id FROM users_first").result_rows)]
+    if not apps[1:]:
+        return Refreshed(0, 0)
+    earliest, latest = client.query("SELECT min(first), (SELECT max(last) FROM users_last) FROM users_first").result_rows[0]
+    keys = days = 0
+    for tz in zones:
+        now = _utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
+        first_data_day = _utc(earliest).astimezone(ZoneInfo(tz)).date()
+        # Days more than a MAU window after the latest event have no value: not stored.
+        last_data_day = _utc(latest).astimezone(ZoneInfo(tz)).date() + timedelta(days=LOOKBACK_DAYS)
+        for app_id in apps:
+            for name, compute in REPORTS.items():
+                keys += 1
+                last = min(finished_through(name, tz, now), last_data_day)
+                first = max(first_data_day, last - timedelta(days=keep_days - 1))
+                if first > last:
+                    continue
+                whole = ReportRange(first, last, tz, app_id=app_id)
+                have = stored(client, name, whole, zones)
+                missing = [d for d in whole.days() if d not in have]
+                days += _store(client, name, whole, missing, compute)
+    return Refreshed(keys, days)
+
+
+def _store(client: Client, name: str, whole: ReportRange, missing: list[date],
+           compute: Callable[[Client, ReportRange], dict[date, Any]]) -> int:
+    """Compute the missing days in pieces of consecutive days and store them, each piece stamped
+    with the database's time before its query ran."""
+    stored_days = 0
+    while missing:
+        start = missing[0]
+        run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS)]
+        piece = ReportRange(start, run[-1], whole.tz, app_id=whole.app_id)
+        missing = missing[len(run):]
+        began, seen = client.query(
+            "WITH now64(3, 'UTC') AS t SELECT t, (SELECT count() FROM event_changes "
+            "WHERE inserted > t - toIntervalSecond({margin:UInt32}) AND inserted <= t)",
+            parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
+        values = compute(client, piece)
+        rows = [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
+                for d in piece.days()]
+        client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
+        stored_days += len(rows)
+    return stored_days

@@ -1,0 +1,175 @@
+"""The rollup job's stored days (server/reports/rollups.py): reports that take them still equal
+the Python reference, in UTC and a DST zone, for all apps and one; a late event or an erasure
+makes the days it touches computed again (never a stale or doubled count); and a single day's
+active users from each user's latest event (today's) equal the reference."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from server import db
+from server.app import create_app
+from server.reports import queries, rollups
+from server.reports.params import ReportRange
+from tests.conftest import SettlingClient
+from tests.reports import reference
+
+FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
+ZONES = ("UTC", "America/New_York")  # New York changes to DST on 2025-03-09
+NO_CACHE = {"Cache-Control": "no-cache"}  # the memory skipped: stored days, or computed
+
+
+@pytest.fixture
+def stored(make_settings):
+    """An app with generated events stored and every finished day rolled up (zones ZONES)."""
+    events = reference.generate(seed=23, first_day=FIRST, days=14, users=30)
+    settings = make_settings(rollup_zones=",".join(ZONES))
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        client = db.connect(settings)
+        done = rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40)
+        assert done.days > 0
+        yield api, client, events
+        client.close()
+
+
+def post(api, events: list[dict]) -> None:
+    for n in range(0, len(events), 50):
+        assert api.post("/events", json=events[n:n + 50]).status_code == 202
+    db.flush_buffer_table(db.connect(api.app.state.services.settings))
+
+
+def params(tz: str, **extra: str) -> dict[str, str]:
+    return {"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": tz, **extra}
+
+
+def taken_from_storage(api, path: str, query: dict[str, str]) -> tuple[dict | list, int, int]:
+    """The report's answer, and how many of its days came from storage and were computed."""
+    cache = api.app.state.services.report_cache
+    stored_before, computed_before = cache.stored, cache.computed
+    answer = api.get(path, params=query, headers=NO_CACHE).json()
+    return answer, cache.stored - stored_before, cache.computed - computed_before
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_reports_from_stored_days_equal_the_reference(stored, tz):
+    api, _, events = stored
+    daily, from_storage, computed = taken_from_storage(api, "/reports/daily", params(tz))
+    assert daily == reference.daily(events, FIRST, LAST, tz)
+    assert from_storage == 3 * 14 and computed == 1  # active, new users and session length; total users computed
+    active, from_storage, computed = taken_from_storage(api, "/reports/active-users", params(tz))
+    assert active == reference.active_users(events, FIRST, LAST, tz)
+    assert (from_storage, computed) == (14, 0)
+    revenue, from_storage, _ = taken_from_storage(api, "/reports/revenue", params(tz))
+    assert revenue == reference.revenue(events, FIRST, LAST, tz) and from_storage == 2 * 14
+    app = events[0]["app_id"]
+    one_app = [e for e in events if e["app_id"] == app]
+    daily, from_storage, _ = taken_from_storage(api, "/reports/daily", params(tz, app_id=app))
+    assert daily == reference.daily(one_app, FIRST, LAST, tz) and from_storage == 3 * 14
+
+
+def test_filters_and_zones_the_job_does_not_store_are_computed(stored):
+    api, _, events = stored
+    for query in (params("Asia/Kolkata"), params("UTC", bots="include"), params("UTC", country=events[0]["country"])):
+        _, from_storage, computed = taken_from_storage(api, "/reports/active-users", query)
+        assert (from_storage, computed) == (0, 14)
+    assert taken_from_storage(api, "/reports/active-users", params("Asia/Kolkata"))[0] == reference.active_users(
+        events, FIRST, LAST, "Asia/Kolkata")
+
+
+def test_a_late_event_makes_the_days_it_touches_computed_until_the_job_stores_them_again(stored):
+    api, client, events = stored
+    late_day = date(2025, 3, 10)
+    # A new user's late event on 10 March, and a late event that lengthens a session begun on 9 March.
+    session = next(e for e in events if "session_id" in e and reference.local_day(e["dt"], "UTC") == late_day - timedelta(1))
+    late = [{**events[0], "user_id": "late-user", "dt": int(datetime(2025, 3, 10, 12, tzinfo=UTC).timestamp()),
+             "event": "view", "amount": 0},
+            {**session, "dt": session["dt"] + 600, "event": "late-step"}]
+    late = [{k: v for k, v in e.items() if k != "event_id"} for e in late]
+    post(api, late)
+    everything = events + late
+    for name, touched in (("/reports/active-users", 7), ("/reports/daily", 3 * 7 + 1)):
+        answer, from_storage, computed = taken_from_storage(api, name, params("UTC"))
+        assert answer == (reference.active_users(everything, FIRST, LAST, "UTC") if name.endswith("users")
+                          else reference.daily(everything, FIRST, LAST, "UTC"))
+        assert computed >= touched  # 10-16 March (session length: from the 9th) computed, not taken
+    # The job stores the days that are no longer true again, once; a second round finds none.
+    keep = (date.today() - FIRST).days + 40
+    assert rollups.refresh(client, ZONES, keep_days=keep).days > 0
+    assert rollups.refresh(client, ZONES, keep_days=keep).days == 0
+    daily, from_storage, computed = taken_from_storage(api, "/reports/daily", params("UTC"))
+    assert daily == reference.daily(everything, FIRST, LAST, "UTC") and (from_storage, computed) == (3 * 14, 1)
+
+
+def test_an_erasure_makes_the_users_days_computed_again(make_settings):
+    events = reference.generate(seed=29, first_day=FIRST, days=14, users=20)
+    settings = make_settings(rollup_zones="UTC", admin_token="an-admin-token-16")
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        client = db.connect(settings)
+        rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40)
+        gone = events[0]["user_id"]
+        assert api.delete(f"/users/{gone}", headers={"Authorization": "Bearer an-admin-token-16"}).status_code == 200
+        kept = [e for e in events if e["user_id"] != gone]
+        answer, _, computed = taken_from_storage(api, "/reports/active-users", params("UTC"))
+        assert answer == reference.active_users(kept, FIRST, LAST, "UTC") and computed > 0
+        client.close()
+
+
+def test_a_stored_day_is_used_only_while_it_is_fresh(stored):
+    api, client, events = stored
+    # A stored value that says something else for one day: fresh, it is what the report shows
+    # (so the days really come from storage); older than MAX_AGE_HOURS, it is not used.
+    day = date(2025, 3, 12)
+    expected = next(row["dau"] for row in reference.active_users(events, FIRST, LAST, "UTC") if row["date"] == day.isoformat())
+    for hours_ago, shown in ((0, 999_999), (rollups.MAX_AGE_HOURS + 1, expected)):
+        client.command("ALTER TABLE report_days DELETE WHERE day = {d:Date} SETTINGS mutations_sync = 2", parameters={"d": day})
+        stamp, seen = client.query(  # as the job stamps a row: the blocks in the margin before it counted
+            "WITH now64(3, 'UTC') - toIntervalHour({h:UInt32}) AS t SELECT t, "
+            "(SELECT count() FROM event_changes WHERE inserted > t - toIntervalSecond({m:UInt32}) AND inserted <= t)",
+            parameters={"h": hours_ago, "m": rollups.CHANGES_MARGIN_SECONDS}).result_rows[0]
+        client.insert("report_days", [["active_users", "UTC|", day, "[999999,999999,999999]", stamp, seen]],
+                      column_names=["report", "key", "day", "value", "stored", "seen"])
+        answer = api.get("/reports/active-users", params=params("UTC"), headers=NO_CACHE).json()
+        assert next(row["dau"] for row in answer if row["date"] == day.isoformat()) == shown
+
+
+def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
+    events = reference.generate(seed=31, first_day=FIRST, days=14, users=10)
+    settings = make_settings(rollup_zones="UTC", rollup_interval_seconds=0.2,
+                             rollup_days=(date.today() - FIRST).days + 40)
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        deadline = time.monotonic() + 30
+        while "rollup_days_stored_total 0.0" in api.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "rollup_days_stored_total 0.0" not in api.get("/metrics").text
+        answer, from_storage, _ = taken_from_storage(api, "/reports/daily", params("UTC"))
+        assert answer == reference.daily(events, FIRST, LAST, "UTC") and from_storage == 3 * 14
+
+
+def test_a_single_days_active_users_come_from_each_users_latest_event(make_settings):
+    """Today's DAU/WAU/MAU (active_users_day.sql), with users active the same day, the days
+    before, and after it (events dated up to a day ahead): equal to the reference, and to the
+    same day computed from the hourly activity table."""
+    now = int(time.time())
+    today = datetime.fromtimestamp(now, UTC).date()
+    events = [{"dt": now - back * 3600, "event": "view", "user_id": f"u{n}", "app_id": "web"}
+              for n, back in enumerate([0, 1, 30, 24 * 3, 24 * 6 + 1, 24 * 8, 24 * 29, 24 * 31, 24 * 40])]
+    events += [{"dt": now - 24 * 3600 * 20, "event": "view", "user_id": "ahead", "app_id": "ios"},
+               {"dt": now + 3600, "event": "view", "user_id": "ahead", "app_id": "web"},
+               {"dt": now + 3600, "event": "view", "user_id": "only-ahead", "app_id": "web"}]
+    settings = make_settings()
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        client = db.connect(settings)
+        for app_id, kept in (("", events), ("web", [e for e in events if e["app_id"] == "web"])):
+            day = ReportRange(today, today, "UTC", app_id=app_id)
+            expected = reference.active_users(kept, today, today, "UTC")[0]
+            assert queries.active_users(client, day)[today] == (expected["dau"], expected["wau"], expected["mau"])
+            two_days = queries.active_users(client, ReportRange(today, today + timedelta(days=1), "UTC", app_id=app_id))
+            assert two_days[today] == (expected["dau"], expected["wau"], expected["mau"])
+        client.close()

@@ -2,7 +2,8 @@
 -- latest event before the day's end is in the day, or in the 7 or 30 days ending with it. The
 -- latest event is from users_last (015_users_last.sql) for users with none after the day; for
 -- the few with later events (the day is today: events dated up to MAX_FUTURE_SECONDS ahead), it
--- is their latest active hour before the day's end, from user_hours. Used, like
+-- is their latest active hour before the day's end, from user_hours ({ahead} = 1 when there are
+-- such users; 0 reads nothing there). Used, like
 -- active_users.sql, when the zone's days start on whole UTC hours and no event or country is
 -- filtered (server/reports/queries.py).
 WITH fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') AS day_start,
@@ -23,7 +24,7 @@ FROM
     UNION ALL
     SELECT user, toDateTime64(max(hour), 3, 'UTC') AS latest
     FROM user_hours
-    WHERE hour >= month_start AND hour < day_end
+    WHERE {ahead:UInt8} = 1 AND hour >= month_start AND hour < day_end
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
       AND user IN (SELECT user FROM users_last

@@ -53,8 +53,12 @@ def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, i
 def _active_users_day(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
     """One day's DAU/WAU/MAU from each user's latest event (active_users_day.sql)."""
     day = report.first_day
+    ahead = client.query(  # users with events after the day: their latest hour before it is looked up
+        "SELECT count() > 0 FROM users_last WHERE last >= fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC') "
+        "AND ({app_id:String} = '' OR app_id = {app_id:String}) AND ({bots:UInt8} = 1 OR is_bot = 0)",
+        parameters=report.parameters()).result_rows[0][0]
     rows = _rows(client, "active_users_day", report, week_ms=report.day_start_ms(day - timedelta(days=6)),
-                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)))
+                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)), ahead=int(ahead))
     return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau in rows if mau}
 
 

@@ -135,7 +135,8 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:
     if not apps[1:]:
         return Refreshed(0, 0)
     earliest, latest = client.query("SELECT min(first), (SELECT max(last) FROM users_last) FROM users_first").result_rows[0]
-    keys = days = 0
+    keys = 0
+    rows: list[list[Any]] = []
     for tz in zones:
         now = _utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
         first_data_day = _utc(earliest).astimezone(ZoneInfo(tz)).date()
@@ -151,15 +152,17 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:
                 whole = ReportRange(first, last, tz, app_id=app_id)
                 have = stored(client, name, whole, zones)
                 missing = [d for d in whole.days() if d not in have]
-                days += _store(client, name, whole, missing, compute)
-    return Refreshed(keys, days)
+                rows.extend(_computed(client, name, whole, missing, compute))
+    if rows:  # one part per round: a report reads the table with FINAL, fast over few parts
+        client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
+    return Refreshed(keys, len(rows))
 
 
-def _store(client: Client, name: str, whole: ReportRange, missing: list[date],
-           compute: Callable[[Client, ReportRange], dict[date, Any]]) -> int:
-    """Compute the missing days in pieces of consecutive days and store them, each piece stamped
-    with the database's time before its query ran."""
-    stored_days = 0
+def _computed(client: Client, name: str, whole: ReportRange, missing: list[date],
+              compute: Callable[[Client, ReportRange], dict[date, Any]]) -> list[list[Any]]:
+    """The missing days computed in pieces of consecutive days, as rows of report_days, each
+    piece stamped with the database's time before its query ran and the blocks seen then."""
+    rows: list[list[Any]] = []
     while missing:
         start = missing[0]
         run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS)]
@@ -170,8 +173,6 @@ def _store(client: Client, name: str, whole: ReportRange, missing: list[date],
             "WHERE inserted > t - toIntervalSecond({margin:UInt32}) AND inserted <= t)",
             parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
         values = compute(client, piece)
-        rows = [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
-                for d in piece.days()]
-        client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
-        stored_days += len(rows)
-    return stored_days
+        rows += [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
+                 for d in piece.days()]
+    return rows

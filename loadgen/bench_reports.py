@@ -107,7 +107,7 @@ def measure(events: int, runs: int) -> dict[str, tuple[float, float, float]]:
         data = Path(directory) / "clickhouse"
         env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": f"{directory}/wal"}
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", str(events)],
+        subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", str(events), "--no-rollups"],
                        cwd=ROOT, env=env, check=True, capture_output=True)
         print(f"\n{events:,} demo events seeded in {time.perf_counter() - started:.0f} s")
         figures: dict[str, tuple[float, float, float]] = {}

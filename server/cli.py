@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("seed-demo", help="migrate, then add demo events made inside ClickHouse")
     demo.add_argument("--events", type=int, default=1_000_000, help="how many events (default 1,000,000)")
     demo.add_argument("--days", type=int, default=180, help="spread over this many days before now")
+    demo.add_argument("--no-rollups", dest="rollups", action="store_false",
+                      help="leave the finished days to the server's rollup job (default: store them now)")
     out = commands.add_parser("export", help="write events of a date range to a file (the server stopped, "
                                                "on the embedded engine)")
     out.add_argument("output", help="the file; .gz at the end gzips it")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         applied = db.migrate(settings)
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
         if args.command == "seed-demo":
-            return seed_demo(settings, args.events, args.days)
+            return seed_demo(settings, args.events, args.days, args.rollups)
         return 0
 
     import uvicorn
@@ -180,10 +182,14 @@ def erase(settings: Settings, user_id: str, app_id: str) -> int:
     return 0
 
 
-def seed_demo(settings: Settings, events: int, days: int) -> int:
+def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) -> int:
+    """Demo events, then (unless `rollups` is False) the rollup job's first round, so that a
+    server started on them reads finished days at once instead of computing them all while it
+    takes its first traffic (the round's memory on top of the ingest's)."""
     import time
 
     from server import db
+    from server.reports import rollups as report_rollups
 
     if events <= 0 or not 1 <= days <= 3650:
         print("analytics-api: --events must be positive and --days between 1 and 3650", file=sys.stderr)
@@ -193,9 +199,13 @@ def seed_demo(settings: Settings, events: int, days: int) -> int:
         started = time.perf_counter()
         added = db.seed_demo(client, events, days)
         seconds = time.perf_counter() - started
+        print(f"added {added:,} demo events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
+        if rollups and settings.zones:
+            started = time.perf_counter()
+            done = report_rollups.refresh(client, settings.zones, settings.rollup_days)
+            print(f"stored {done.days:,} finished report days in {time.perf_counter() - started:.1f} s")
     finally:
         client.close()
-    print(f"added {added:,} demo events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
     return 0
 
 

@@ -23,9 +23,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
@@ -52,7 +51,7 @@ class Entry:
 class Changes:
     newest: datetime
     window: int  # changes in the margin up to `newest`
-    first_dt: datetime | None  # the earliest event time among the changes the entry has not seen
+    unseen: rollups.Span | None  # the event times of the changes the entry has not seen
 
 
 def changes_since(client: Client, entry: Entry | None) -> Changes:
@@ -67,17 +66,18 @@ def changes_since(client: Client, entry: Entry | None) -> Changes:
              toIntervalSecond({margin:UInt32}) AS margin
         SELECT newest,
                countIf(inserted > newest - margin AND inserted <= newest),
-               countIf(inserted > checked), minIf(first_dt, inserted > checked),
+               countIf(inserted > checked), minIf(first_dt, inserted > checked), maxIf(last_dt, inserted > checked),
                countIf(inserted > checked - margin AND inserted <= checked),
-               minIf(first_dt, inserted > checked - margin AND inserted <= checked)
+               minIf(first_dt, inserted > checked - margin AND inserted <= checked),
+               maxIf(last_dt, inserted > checked - margin AND inserted <= checked)
         FROM event_changes
         WHERE inserted > least(newest, checked) - margin
         """, parameters={"checked": checked, "margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
-    newest, window, after, first_after, in_margin, first_in_margin = row
-    firsts = [_utc(first_after)] if after else []
+    newest, window, after, first_after, last_after, in_margin, first_in_margin, last_in_margin = row
+    unseen = rollups.Span(_utc(first_after), _utc(last_after)) if after else None
     if entry is not None and in_margin != seen:
-        firsts.append(_utc(first_in_margin))
-    return Changes(_utc(newest), int(window), min(firsts) if firsts else None)
+        unseen = rollups.Span(_utc(first_in_margin), _utc(last_in_margin)).join(unseen)
+    return Changes(_utc(newest), int(window), unseen)
 
 
 def _utc(value: datetime) -> datetime:
@@ -109,9 +109,9 @@ class DayCache:
                 entry = None
         changes = changes_since(client, entry)
         known = dict(entry.days) if entry else {}
-        if entry is not None and changes.first_dt is not None:
-            dirty = changes.first_dt.astimezone(ZoneInfo(report.tz)).date() - timedelta(days=rollups.reach_days(name))
-            known = {d: v for d, v in known.items() if d < dirty}
+        if entry is not None:
+            changed = rollups.touched(name, changes.unseen, report.tz)
+            known = {d: v for d, v in known.items() if not changed(d)}
         wanted = report.days()
         hits = sum(d in known for d in wanted)
         self._fill(client, name, report, known, compute)

@@ -41,9 +41,15 @@ REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {
     "session_durations": queries.session_durations,
     "revenue": queries.revenue,
 }
-# Days before an event's day whose values it can change: 0 for counts per day and windows that
-# reach forward; 1 where a value belongs to the day a session started. Any other report: 1.
-REACH_DAYS = {"active_users": 0, "new_users": 0, "revenue": 0, "total_users": 0, "session_durations": 1}
+# name -> (days before a change's earliest event, days after its latest) whose values it can
+# change; None: every later day. A day's count or sum: only its own. WAU/MAU: the 29 days after
+# (their windows reach back). New and total users: any later day (a user's first event moves
+# earlier, from whatever day it was on). Session length: the day before (a session begun then
+# lasts into the event's day) and after (two sessions joined into one begun the day before);
+# the reports cut sessions longer than a day, so no further. Any other report: (1, None).
+REACH = {"active_users": (0, 29), "new_users": (0, None), "total_users": (0, None), "revenue": (0, 0),
+         "session_durations": (1, 1)}
+DEFAULT_REACH: tuple[int, int | None] = (1, None)
 MAX_AGE_HOURS = 20
 CHANGES_MARGIN_SECONDS = 120
 # Days computed by one query of the job: active users' mask holds 35; session length's query
@@ -51,8 +57,28 @@ CHANGES_MARGIN_SECONDS = 120
 PIECE_DAYS = {"active_users": 35, "session_durations": 7}
 
 
-def reach_days(name: str) -> int:
-    return REACH_DAYS.get(name, 1)
+@dataclass(frozen=True)
+class Span:
+    """The earliest and the latest event time of blocks a stored or remembered value has not seen."""
+
+    first: datetime
+    last: datetime
+
+    def join(self, other: Span | None) -> Span:
+        return self if other is None else Span(min(self.first, other.first), max(self.last, other.last))
+
+
+def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
+    """Whether a day of the report (in zone `tz`) may have changed with the blocks of `span`."""
+    if span is None:
+        return lambda day: False
+    back, forward = REACH.get(name, DEFAULT_REACH)
+    zone = ZoneInfo(tz)
+    low = span.first.astimezone(zone).date() - timedelta(days=back)
+    if forward is None:
+        return lambda day: day >= low
+    high = span.last.astimezone(zone).date() + timedelta(days=forward)
+    return lambda day: low <= day <= high
 
 
 def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
@@ -82,36 +108,36 @@ def stored(client: Client, name: str, report: ReportRange, zones: Iterable[str])
     rows = [row for row in rows if _utc(row[2]) >= oldest_allowed]
     if not rows:
         return {}
-    zone, back = ZoneInfo(report.tz), timedelta(days=reach_days(name))
-    dirty = {stamp: first.astimezone(zone).date() - back if first else date.max
-             for stamp, first in _first_changes(client, {(_utc(row[2]), int(row[3])) for row in rows}).items()}
-    return {day: _decode(value) for day, value, stamp, _ in rows if day < dirty[_utc(stamp)]}
+    changed = {stamp: touched(name, span, report.tz)
+               for stamp, span in _unseen(client, {(_utc(row[2]), int(row[3])) for row in rows}).items()}
+    return {day: _decode(value) for day, value, stamp, _ in rows if not changed[_utc(stamp)](day)}
 
 
-def _first_changes(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime, datetime | None]:
+def _unseen(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime, Span | None]:
     """For each stamp of stored rows (time stored, blocks seen in the margin before it), the
-    earliest event time among the blocks its rows did not include: those stamped after it, and
-    those in the margin when their count there has changed (a block that committed after the
-    rows were computed). None: nothing new."""
+    event times of the blocks its rows did not include: those stamped after it, and those in the
+    margin when their count there has changed (a block that committed after the rows were
+    computed). None: nothing new."""
     seen = dict(stamps)
-    found: dict[datetime, datetime | None] = dict.fromkeys(seen)
+    found: dict[datetime, Span | None] = dict.fromkeys(seen)
     rows = client.query(
         """
         WITH toIntervalSecond({margin:UInt32}) AS margin
-        SELECT s, countIf(inserted > s), minIf(first_dt, inserted > s),
-               countIf(inserted > s - margin AND inserted <= s), minIf(first_dt, inserted > s - margin AND inserted <= s)
+        SELECT s, countIf(inserted > s), minIf(first_dt, inserted > s), maxIf(last_dt, inserted > s),
+               countIf(inserted > s - margin AND inserted <= s), minIf(first_dt, inserted > s - margin AND inserted <= s),
+               maxIf(last_dt, inserted > s - margin AND inserted <= s)
         FROM event_changes
         ARRAY JOIN {stamps:Array(DateTime64(3, 'UTC'))} AS s
         WHERE inserted > {oldest:DateTime64(3, 'UTC')} - margin
         GROUP BY s
         """,
         parameters={"stamps": sorted(seen), "oldest": min(seen), "margin": CHANGES_MARGIN_SECONDS}).result_rows
-    for stamp, after, first_after, in_margin, first_in_margin in rows:
+    for stamp, after, first_after, last_after, in_margin, first_in_margin, last_in_margin in rows:
         stamp = _utc(stamp)
-        firsts = [_utc(first_after)] if after else []
+        span = Span(_utc(first_after), _utc(last_after)) if after else None
         if in_margin != seen[stamp]:
-            firsts.append(_utc(first_in_margin))
-        found[stamp] = min(firsts) if firsts else None
+            span = Span(_utc(first_in_margin), _utc(last_in_margin)).join(span)
+        found[stamp] = span
     return found
 
 
@@ -126,8 +152,9 @@ class Refreshed:
 
 
 def finished_through(name: str, tz: str, now: datetime) -> date:
-    """The last finished day of a report in a zone: before today, before yesterday where a day reaches back."""
-    return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + reach_days(name))
+    """The last finished day of a report in a zone: before today, before yesterday where a day
+    reaches back (today's events change it)."""
+    return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + REACH.get(name, DEFAULT_REACH)[0])
 
 
 def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:

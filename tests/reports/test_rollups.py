@@ -91,17 +91,35 @@ def test_a_late_event_makes_the_days_it_touches_computed_until_the_job_stores_th
     late = [{k: v for k, v in e.items() if k != "event_id"} for e in late]
     post(api, late)
     everything = events + late
-    for name, touched in (("/reports/active-users", 7), ("/reports/daily", 3 * 7 + 1)):
+    # The blocks' events run from 9 to 10 March: active and new users from the 9th on, session
+    # length 8 to 11 March, total users (as of the 16th) computed.
+    for name, touched in (("/reports/active-users", 8), ("/reports/daily", 8 + 8 + 4 + 1)):
         answer, from_storage, computed = taken_from_storage(api, name, params("UTC"))
         assert answer == (reference.active_users(everything, FIRST, LAST, "UTC") if name.endswith("users")
                           else reference.daily(everything, FIRST, LAST, "UTC"))
-        assert computed >= touched  # 10-16 March (session length: from the 9th) computed, not taken
+        assert computed == touched
     # The job stores the days that are no longer true again, once; a second round finds none.
     keep = (date.today() - FIRST).days + 40
     assert rollups.refresh(client, ZONES, keep_days=keep).days > 0
     assert rollups.refresh(client, ZONES, keep_days=keep).days == 0
     daily, from_storage, computed = taken_from_storage(api, "/reports/daily", params("UTC"))
     assert daily == reference.daily(everything, FIRST, LAST, "UTC") and (from_storage, computed) == (3 * 14, 1)
+
+
+def test_an_old_event_makes_only_the_days_it_can_touch_computed(stored):
+    """A block's earliest and latest event (016_event_changes_last.sql) bound the days it can
+    change: an old-dated event of a known user changes revenue on its day only, WAU/MAU for 30
+    days from it, new users from it on."""
+    api, _, events = stored
+    known = next(e for e in events if reference.local_day(e["dt"], "UTC") < date(2025, 3, 4))
+    old = {"dt": "2025-03-04T12:00:00Z", "event": "pay", "user_id": known["user_id"], "amount": 300,
+           "app_id": known["app_id"]}
+    post(api, [old])
+    everything = [*events, {**old, "dt": int(datetime(2025, 3, 4, 12, tzinfo=UTC).timestamp())}]
+    revenue, from_storage, computed = taken_from_storage(api, "/reports/revenue", params("UTC"))
+    assert revenue == reference.revenue(everything, FIRST, LAST, "UTC")
+    assert computed == 1 + 13  # revenue on 4 March; the paying share's active users from 4 March on
+    assert from_storage == 13 + 1  # revenue on every other day; active users on 3 March
 
 
 def test_an_erasure_makes_the_users_days_computed_again(make_settings):

@@ -82,6 +82,21 @@ def total_users(client: Client, report: ReportRange) -> int:
     return int(_rows(client, "total_users", report)[0][0])
 
 
+def totals(client: Client, report: ReportRange) -> dict[date, int]:
+    """Users seen up to the end of each day: for one day, counted; for more, the count before the
+    first day plus each day's new users (the same users, the same filters)."""
+    if report.first_day == report.last_day:
+        return {report.last_day: total_users(client, report)}
+    before = report.first_day - timedelta(days=1)
+    running = total_users(client, replace(report, first_day=before, last_day=before))
+    new = new_users(client, report)
+    found = {}
+    for d in report.days():
+        running += new.get(d, 0)
+        found[d] = running
+    return found
+
+
 def session_durations(client: Client, report: ReportRange) -> dict[date, float]:
     return {d: float(avg) for d, avg, _ in _rows(client, "session_durations", report)}
 

@@ -2,7 +2,8 @@
 
 The rollup job (`refresh`, every ROLLUP_INTERVAL_SECONDS) computes, for each zone of ROLLUP_ZONES
 and for all apps and each app (no country or event filter, bots left out), the finished days of
-active users (DAU/WAU/MAU), new users, session length and revenue, with the same queries the
+active users (DAU/WAU/MAU), new users, session length, revenue and total users (as of each day's
+end), with the same queries the
 reports run (server/reports/queries.py), and stores each day's value. A report over such a key
 (`stored`) takes the days stored, and computes the others.
 
@@ -40,6 +41,7 @@ REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {
     "new_users": queries.new_users,
     "session_durations": queries.session_durations,
     "revenue": queries.revenue,
+    "total_users": queries.totals,
 }
 # name -> (days before a change's earliest event, days after its latest) whose values it can
 # change; None: every later day. A day's count or sum: only its own. WAU/MAU: the 29 days after

@@ -75,14 +75,18 @@ async def _whole(request: Request, name: str, query: Callable[..., T], report: R
     return cast(T, found[report.last_day])
 
 
-def total_as_of(client: Any, report: ReportRange) -> dict[date, int]:
-    """Users seen up to the end of the range, as the value of its last day (for the day cache)."""
-    return {report.last_day: queries.total_users(client, report)}
-
-
 async def _total(request: Request, report: ReportRange) -> int:
+    """Users seen up to the end of the range."""
     last = replace(report, first_day=report.last_day)
-    return (await _per_day(request, "total_users", total_as_of, last)).get(report.last_day, 0)
+    return (await _per_day(request, "total_users", queries.totals, last)).get(report.last_day, 0)
+
+
+async def _total_before(request: Request, report: ReportRange) -> int:
+    """Users seen up to the end of the day before the range's last (stored by the rollup job once
+    finished): daily adds the last day's new users, which it has, to make the total."""
+    before = report.last_day - timedelta(days=1)
+    previous = replace(report, first_day=before, last_day=before)
+    return (await _per_day(request, "total_users", queries.totals, previous)).get(before, 0)
 
 
 def _day(d: date) -> str:
@@ -91,12 +95,14 @@ def _day(d: date) -> str:
 
 async def daily(request: Request) -> Response:
     report = report_range(request.query_params)
-    # Four queries at once: the engine runs them in parallel (the slowest sets the time).
-    active, new, durations, total = await asyncio.gather(
+    # Four queries at once: the engine runs them in parallel (the slowest sets the time). The
+    # total is the day before's (stored once finished) plus the last day's new users.
+    active, new, durations, total_before = await asyncio.gather(
         _per_day(request, "active_users", queries.active_users, report),
         _per_day(request, "new_users", queries.new_users, report),
         _per_day(request, "session_durations", queries.session_durations, report),
-        _total(request, report))
+        _total_before(request, report))
+    total = total_before + new.get(report.last_day, 0)
     stats = [
         {
             "date": _day(d),

@@ -36,9 +36,12 @@ MASK_DAYS = 35  # days a query of active users covers: 29 days of lookback + 35 
 def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
     """DAU/WAU/MAU per day, from the hourly activity table when the zone's days start on whole
     UTC hours and no event is filtered, else from `events`; in pieces of at most MASK_DAYS days."""
-    name = "active_users" if not report.event and whole_hour_days(report) else "active_users_raw"
-    if name == "active_users" and report.first_day == report.last_day and not report.country:
-        return _active_users_day(client, report)
+    whole_hours = whole_hour_days(report)
+    if report.first_day == report.last_day and not report.country and not report.event:
+        found_day = _active_users_day(client, report, whole_hours)
+        if found_day is not None:
+            return found_day
+    name = "active_users" if not report.event and whole_hours else "active_users_raw"
     found: dict[date, tuple[int, int, int]] = {}
     first = report.first_day
     while first <= report.last_day:
@@ -50,13 +53,17 @@ def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, i
     return found
 
 
-def _active_users_day(client: Client, report: ReportRange) -> dict[date, tuple[int, int, int]]:
-    """One day's DAU/WAU/MAU from each user's latest event (active_users_day.sql)."""
+def _active_users_day(client: Client, report: ReportRange, whole_hours: bool) -> dict[date, tuple[int, int, int]] | None:
+    """One day's DAU/WAU/MAU from each user's latest event (active_users_day.sql); None where
+    that cannot answer: users with events after the day in a zone whose days do not start on
+    whole UTC hours (their latest activity before the day's end is looked up by the hour)."""
     day = report.first_day
-    ahead = client.query(  # users with events after the day: their latest hour before it is looked up
+    ahead = client.query(
         "SELECT count() > 0 FROM users_last WHERE last >= fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC') "
         "AND ({app_id:String} = '' OR app_id = {app_id:String}) AND ({bots:UInt8} = 1 OR is_bot = 0)",
         parameters=report.parameters()).result_rows[0][0]
+    if ahead and not whole_hours:
+        return None
     rows = _rows(client, "active_users_day", report, week_ms=report.day_start_ms(day - timedelta(days=6)),
                  month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)), ahead=int(ahead))
     return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau in rows if mau}

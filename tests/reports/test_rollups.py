@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -171,24 +172,27 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
 
 
 def test_a_single_days_active_users_come_from_each_users_latest_event(make_settings):
-    """Today's DAU/WAU/MAU (active_users_day.sql), with users active the same day, the days
-    before, and after it (events dated up to a day ahead): equal to the reference, and to the
-    same day computed from the hourly activity table."""
+    """Today's DAU/WAU/MAU (active_users_day.sql), with users active the same day and the days
+    before, then also after it (events dated up to a day ahead): equal to the reference, and to
+    the same day computed over two days (the day masks), in UTC and in Asia/Kolkata (+5:30, whose
+    days do not start on whole UTC hours: with users ahead it is computed from `events`)."""
     now = int(time.time())
-    today = datetime.fromtimestamp(now, UTC).date()
-    events = [{"dt": now - back * 3600, "event": "view", "user_id": f"u{n}", "app_id": "web"}
-              for n, back in enumerate([0, 1, 30, 24 * 3, 24 * 6 + 1, 24 * 8, 24 * 29, 24 * 31, 24 * 40])]
-    events += [{"dt": now - 24 * 3600 * 20, "event": "view", "user_id": "ahead", "app_id": "ios"},
-               {"dt": now + 3600, "event": "view", "user_id": "ahead", "app_id": "web"},
-               {"dt": now + 3600, "event": "view", "user_id": "only-ahead", "app_id": "web"}]
+    past = [{"dt": now - back * 3600, "event": "view", "user_id": f"u{n}", "app_id": "web"}
+            for n, back in enumerate([0, 1, 5, 30, 24 * 3, 24 * 6 + 1, 24 * 8, 24 * 29, 24 * 31, 24 * 40])]
+    past.append({"dt": now - 24 * 3600 * 20, "event": "view", "user_id": "ahead", "app_id": "ios"})
+    ahead = [{"dt": now + 3600, "event": "view", "user_id": "ahead", "app_id": "web"},
+             {"dt": now + 3600, "event": "view", "user_id": "only-ahead", "app_id": "web"}]
     settings = make_settings()
     with SettlingClient(create_app(settings)) as api:
-        post(api, events)
         client = db.connect(settings)
-        for app_id, kept in (("", events), ("web", [e for e in events if e["app_id"] == "web"])):
-            day = ReportRange(today, today, "UTC", app_id=app_id)
-            expected = reference.active_users(kept, today, today, "UTC")[0]
-            assert queries.active_users(client, day)[today] == (expected["dau"], expected["wau"], expected["mau"])
-            two_days = queries.active_users(client, ReportRange(today, today + timedelta(days=1), "UTC", app_id=app_id))
-            assert two_days[today] == (expected["dau"], expected["wau"], expected["mau"])
+        for sent in (past, past + ahead):
+            post(api, sent[len(past):] if len(sent) > len(past) else sent)
+            for tz in ("UTC", "Asia/Kolkata"):
+                today = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(tz)).date()
+                for app_id, kept in (("", sent), ("web", [e for e in sent if e["app_id"] == "web"])):
+                    expected = reference.active_users(kept, today, today, tz)[0]
+                    expected_row = (expected["dau"], expected["wau"], expected["mau"])
+                    assert queries.active_users(client, ReportRange(today, today, tz, app_id=app_id))[today] == expected_row
+                    two_days = ReportRange(today, today + timedelta(days=1), tz, app_id=app_id)
+                    assert queries.active_users(client, two_days)[today] == expected_row
         client.close()

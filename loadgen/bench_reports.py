@@ -15,7 +15,8 @@ directory, then each report over the last 30 days in UTC (one in Asia/Kolkata), 
 - "cached": then once to fill the reports' cache in memory (server/reports/cache.py) and RUNS
   times more (no events arrive meanwhile).
 Each report is requested once before its no-cache runs, not counted (a server's first queries
-of a kind are 2-3x slower). The raw scan is seed 004's
+of a kind are 2-3x slower), and each server measures once the engine has no merge running
+(seeding leaves parts to merge for a while, which a server that has been up has long done). The raw scan is seed 004's
 DAU/WAU/MAU query run through the same server's SQL console (`POST /sql`), so both sides pay the
 same HTTP path. Writes loadgen/results/bench-reports-<time>.json and a PNG chart of latency
 against event count. A benchmark: it prints, it asserts nothing.
@@ -105,6 +106,21 @@ def wait_for_rollups(url: str, timeout: float = 1800) -> float:
     raise RuntimeError("the rollup job did not finish a round")
 
 
+def wait_for_merges(client: httpx.Client, timeout: float = 600) -> float:
+    """Seconds until the engine has no merge running (seeding leaves many parts to merge, which
+    a server that has been up a while has long done), asked through the console."""
+    started = quiet = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        response = client.post("/sql", json={"sql": "SELECT count() FROM system.merges"})
+        response.raise_for_status()
+        if response.json()["rows"][0][0] != 0:
+            quiet = time.perf_counter()
+        elif time.perf_counter() - quiet > 2:
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    raise RuntimeError("merges did not settle")
+
+
 def measure(events: int, runs: int) -> dict[str, tuple[float, float, float]]:
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as directory:
         data = Path(directory) / "clickhouse"
@@ -128,6 +144,7 @@ def measure(events: int, runs: int) -> dict[str, tuple[float, float, float]]:
                 if rollups_on:
                     print(f"  the rollup job's first round: {wait_for_rollups(url):.1f} s")
                 with httpx.Client(base_url=url, timeout=600) as client:
+                    print(f"  merges settled after {wait_for_merges(client):.1f} s")
                     for name, path in REPORTS.items():
                         joiner = "&" if "?" in path else "?"
                         if not rollups_on:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
-from server.db import SQL_DIR
+from server.db import SQL_DIR, strip_comments
 from server.reports.params import LOOKBACK_DAYS, ReportRange
 
 REPORTS_DIR = SQL_DIR / "reports"
@@ -22,7 +22,7 @@ REPORTS_DIR = SQL_DIR / "reports"
 
 @cache
 def sql(name: str) -> str:
-    return (REPORTS_DIR / f"{name}.sql").read_text()
+    return strip_comments((REPORTS_DIR / f"{name}.sql").read_text())
 
 
 def _rows(client: Client, name: str, report: ReportRange, text: str | None = None, **extra: object) -> list[tuple[Any, ...]]:

@@ -1,13 +1,9 @@
--- DAU, WAU (7 days) and MAU (30 days) of the one day {from} in time zone {tz}: the users whose
--- latest event before the day's end is in the day, or in the 7 or 30 days ending with it. The
--- latest event is from users_last (015_users_last.sql) for users with none after the day; for
--- the few with later events (the day is today: events dated up to MAX_FUTURE_SECONDS ahead), it
--- is their latest active hour before the day's end, from user_hours ({ahead} = 1 when there are
--- such users; 0 reads nothing there). Used, like
--- active_users.sql, when the zone's days start on whole UTC hours and no event or country is
--- filtered (server/reports/queries.py).
+-- DAU, WAU (7 days) and MAU (30 days) of the one day {from} in time zone {tz}, when no user has
+-- an event after the day's end (today's, usually): the users whose latest event is in the day,
+-- or in the 7 or 30 days ending with it, from users_last (015_users_last.sql). Otherwise
+-- active_users_day_ahead.sql. For a single day without a country or event filter
+-- (server/reports/queries.py).
 WITH fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') AS day_start,
-     fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC') AS day_end,
      fromUnixTimestamp64Milli({week_ms:Int64}, 'UTC') AS week_start,
      fromUnixTimestamp64Milli({month_ms:Int64}, 'UTC') AS month_start
 SELECT toDate({from:String}) AS date, countIf(latest >= day_start) AS dau, countIf(latest >= week_start) AS wau,
@@ -19,17 +15,5 @@ FROM
     WHERE last >= month_start
       AND ({app_id:String} = '' OR app_id = {app_id:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
-    GROUP BY user
-    HAVING latest < day_end
-    UNION ALL
-    SELECT user, toDateTime64(max(hour), 3, 'UTC') AS latest
-    FROM user_hours
-    WHERE {ahead:UInt8} = 1 AND hour >= month_start AND hour < day_end
-      AND ({app_id:String} = '' OR app_id = {app_id:String})
-      AND ({bots:UInt8} = 1 OR is_bot = 0)
-      AND user IN (SELECT user FROM users_last
-                   WHERE last >= day_end
-                     AND ({app_id:String} = '' OR app_id = {app_id:String})
-                     AND ({bots:UInt8} = 1 OR is_bot = 0))
     GROUP BY user
 )

@@ -54,7 +54,7 @@ def active_users(client: Client, report: ReportRange) -> dict[date, tuple[int, i
 
 
 def _active_users_day(client: Client, report: ReportRange, whole_hours: bool) -> dict[date, tuple[int, int, int]] | None:
-    """One day's DAU/WAU/MAU from each user's latest event (active_users_day.sql); None where
+    """One day's DAU/WAU/MAU from each user's latest event (active_users_day*.sql); None where
     that cannot answer: users with events after the day in a zone whose days do not start on
     whole UTC hours (their latest activity before the day's end is looked up by the hour)."""
     day = report.first_day
@@ -64,8 +64,9 @@ def _active_users_day(client: Client, report: ReportRange, whole_hours: bool) ->
         parameters=report.parameters()).result_rows[0][0]
     if ahead and not whole_hours:
         return None
-    rows = _rows(client, "active_users_day", report, week_ms=report.day_start_ms(day - timedelta(days=6)),
-                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)), ahead=int(ahead))
+    rows = _rows(client, "active_users_day_ahead" if ahead else "active_users_day", report,
+                 week_ms=report.day_start_ms(day - timedelta(days=6)),
+                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)))
     return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau in rows if mau}
 
 

@@ -1,6 +1,7 @@
 """The rollup job's stored days (server/reports/rollups.py): reports that take them still equal
 the Python reference, in UTC and a DST zone, for all apps and one; a late event or an erasure
-makes the days it touches computed again (never a stale or doubled count); and a single day's
+makes the days it touches computed again (never a stale or doubled count; an erasure: in
+tests/test_erase.py); and a single day's
 active users from each user's latest event (today's) equal the reference."""
 
 from __future__ import annotations
@@ -122,21 +123,6 @@ def test_an_old_event_makes_only_the_days_it_can_touch_computed(stored):
     assert revenue == reference.revenue(everything, FIRST, LAST, "UTC")
     assert computed == 1 + 13  # revenue on 4 March; the paying share's active users from 4 March on
     assert from_storage == 13 + 1  # revenue on every other day; active users on 3 March
-
-
-def test_an_erasure_makes_the_users_days_computed_again(make_settings):
-    events = reference.generate(seed=29, first_day=FIRST, days=14, users=20)
-    settings = make_settings(rollup_zones="UTC", admin_token="an-admin-token-16")
-    with SettlingClient(create_app(settings)) as api:
-        post(api, events)
-        client = db.connect(settings)
-        rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40)
-        gone = events[0]["user_id"]
-        assert api.delete(f"/users/{gone}", headers={"Authorization": "Bearer an-admin-token-16"}).status_code == 200
-        kept = [e for e in events if e["user_id"] != gone]
-        answer, _, computed = taken_from_storage(api, "/reports/active-users", params("UTC"))
-        assert answer == reference.active_users(kept, FIRST, LAST, "UTC") and computed > 0
-        client.close()
 
 
 def test_a_stored_day_is_used_only_while_it_is_fresh(stored):

@@ -171,12 +171,13 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:
     for tz in zones:
         now = _utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
         first_data_day = _utc(earliest).astimezone(ZoneInfo(tz)).date()
-        # Days more than a MAU window after the latest event have no value: not stored.
-        last_data_day = _utc(latest).astimezone(ZoneInfo(tz)).date() + timedelta(days=LOOKBACK_DAYS)
+        # Days after the latest event have no value (active users: after its MAU window): not stored.
+        last_data_day = _utc(latest).astimezone(ZoneInfo(tz)).date()
         for app_id in apps:
             for name, compute in REPORTS.items():
                 keys += 1
-                last = min(finished_through(name, tz, now), last_data_day)
+                windows = timedelta(days=LOOKBACK_DAYS if name == "active_users" else 0)
+                last = min(finished_through(name, tz, now), last_data_day + windows)
                 first = max(first_data_day, last - timedelta(days=keep_days - 1))
                 if first > last:
                     continue

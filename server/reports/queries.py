@@ -58,16 +58,13 @@ def _active_users_day(client: Client, report: ReportRange, whole_hours: bool) ->
     that cannot answer: users with events after the day in a zone whose days do not start on
     whole UTC hours (their latest activity before the day's end is looked up by the hour)."""
     day = report.first_day
-    ahead = client.query(
-        "SELECT count() > 0 FROM users_last WHERE last >= fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC') "
-        "AND ({app_id:String} = '' OR app_id = {app_id:String}) AND ({bots:UInt8} = 1 OR is_bot = 0)",
-        parameters=report.parameters()).result_rows[0][0]
-    if ahead and not whole_hours:
-        return None
-    rows = _rows(client, "active_users_day_ahead" if ahead else "active_users_day", report,
-                 week_ms=report.day_start_ms(day - timedelta(days=6)),
-                 month_ms=report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS)))
-    return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau in rows if mau}
+    week_ms, month_ms = report.day_start_ms(day - timedelta(days=6)), report.day_start_ms(day - timedelta(days=LOOKBACK_DAYS))
+    rows = _rows(client, "active_users_day", report, week_ms=week_ms, month_ms=month_ms)
+    if rows and rows[0][4]:  # users with events after the day: their latest activity before it is looked up
+        if not whole_hours:
+            return None
+        rows = _rows(client, "active_users_day_ahead", report, week_ms=week_ms, month_ms=month_ms)
+    return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau, *_ in rows if mau}
 
 
 def whole_hour_days(report: ReportRange) -> bool:

@@ -49,6 +49,13 @@ NO_JIT = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile
 ROLLUP_FIRST_DELAY_SECONDS = 2.0
 
 
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """A background task that ended by an error it did not handle: logged when it happens, not
+    when the task is collected."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped", task.get_name(), exc_info=task.exception())
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -95,6 +102,7 @@ class Services:
         self.visitors = Visitors(self.query_client)
         await asyncio.to_thread(self.visitors.refresh)
         self._refresher = asyncio.create_task(self._refresh_salts())
+        self._refresher.add_done_callback(_log_unexpected_end)
         self.pipeline = Pipeline(settings, self.metrics, self.worker_dirs)
         self.pipeline.open()
         self.ingest = Ingest(
@@ -110,6 +118,7 @@ class Services:
         )
         if settings.rollup_interval_seconds:
             self._rollup_job = asyncio.create_task(self._run_rollups())
+            self._rollup_job.add_done_callback(_log_unexpected_end)
 
     async def _refresh_salts(self) -> None:
         while True:

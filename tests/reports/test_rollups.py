@@ -182,3 +182,16 @@ def test_a_single_days_active_users_come_from_each_users_latest_event(make_setti
                     two_days = ReportRange(today, today + timedelta(days=1), tz, app_id=app_id)
                     assert queries.active_users(client, two_days)[today] == expected_row
         client.close()
+
+
+def test_a_job_round_that_fails_unexpectedly_is_logged_when_it_happens(make_settings, monkeypatch, caplog):
+    def broken(*args: object, **kwargs: object) -> rollups.Refreshed:
+        raise RuntimeError("a bug in the rollup job")
+
+    monkeypatch.setattr(rollups, "refresh", broken)
+    with SettlingClient(create_app(make_settings(rollup_interval_seconds=0.05))) as api:
+        deadline = time.monotonic() + 10
+        while "a bug in the rollup job" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "background task" in caplog.text and "a bug in the rollup job" in caplog.text
+        assert api.get("/healthz").status_code == 200  # the server goes on; the reports compute every day

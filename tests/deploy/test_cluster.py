@@ -140,6 +140,10 @@ def test_the_reports_over_two_shards_equal_a_single_node_s(database_pool: Databa
                 got = on_cluster.get(path, params={**params, **extra})
                 assert got.status_code == expected.status_code == 200, (path, got.text)
                 assert got.json() == expected.json(), path
+            # One day's active users from each user's latest event (users_last, with users active after it).
+            one_day = {"from": FIRST.isoformat(), "to": FIRST.isoformat(), "tz": "UTC"}
+            assert on_cluster.get("/reports/active-users", params=one_day).json() == single_node.get(
+                "/reports/active-users", params=one_day).json()
             assert on_cluster.get("/reports/total-users", params=params).json() == {
                 "total_users": len({e["user_id"] for e in EVENTS})}
             assert reference.revenue(EVENTS, FIRST, LAST, "Asia/Kolkata") == on_cluster.get(

@@ -79,12 +79,17 @@ def whole_hour_days(report: ReportRange) -> bool:
     return True
 
 
+def _first_seen(name: str, report: ReportRange) -> str:
+    """The query of `name` straight from `users_first` when no country or event is filtered."""
+    return f"{name}_first" if not report.country and not report.event else name
+
+
 def new_users(client: Client, report: ReportRange) -> dict[date, int]:
-    return dict(_rows(client, "new_users", report))
+    return dict(_rows(client, _first_seen("new_users", report), report))
 
 
 def total_users(client: Client, report: ReportRange) -> int:
-    return int(_rows(client, "total_users", report)[0][0])
+    return int(_rows(client, _first_seen("total_users", report), report)[0][0])
 
 
 def totals(client: Client, report: ReportRange) -> dict[date, int]:

@@ -3,24 +3,23 @@
 The rollup job (`refresh`, every ROLLUP_INTERVAL_SECONDS) computes, for each zone of ROLLUP_ZONES
 and for all apps and each app (no country or event filter, bots left out), the finished days of
 active users (DAU/WAU/MAU), new users, session length, revenue and total users (as of each day's
-end), with the same queries the
-reports run (server/reports/queries.py), and stores each day's value. A report over such a key
-(`stored`) takes the days stored, and computes the others.
+end), with the same queries the reports run (server/reports/queries.py), and stores each day's
+value. A report over such a key (`stored`) takes the days stored, and computes the others.
 
 A stored day is used only while it is true:
 - it was stored less than MAX_AGE_HOURS ago (changes are kept two days, and the job stores
   days again once they are older: each day is computed about once a day);
-- no block inserted into `events` since it was stored, less CHANGES_MARGIN_SECONDS (a block
-  stamped by its view before its INSERT committed), has an event before the day's end, or before
-  the end of the next day where a day reaches back (REACH_DAYS: a session starts on the day
-  before the event that extends it). An erasure counts as such a block (server/erase.py).
+- no block inserted into `events` since it was stored can have changed it: the blocks stamped
+  after it, and those stamped in the CHANGES_MARGIN_SECONDS before it when their count there
+  differs from the count the row saw (a block stamped by its view before its INSERT committed).
+  A block's earliest and latest event bound the days it can change, per report (REACH,
+  `touched`); an erasure adds a block that reaches every later day (server/erase.py).
 Days are finished when the zone's today has passed them (and yesterday, for session length):
 today's values change with every event, so they are always computed.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -32,8 +31,6 @@ from clickhouse_connect.driver.client import Client
 
 from server.reports import queries
 from server.reports.params import LOOKBACK_DAYS, ReportRange
-
-log = logging.getLogger(__name__)
 
 # name -> the report's per-day query; every value is a number or a tuple of numbers.
 REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {

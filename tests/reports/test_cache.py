@@ -56,3 +56,24 @@ def test_whole_range_reports_are_kept_until_an_event_touches_their_range(setting
         assert cache.computed == computed + 1
         assert after["steps"][0]["users"] == before["steps"][0]["users"] + 1
         assert after == api.get("/reports/funnel", params=query, headers={"Cache-Control": "no-cache"}).json()
+
+
+def test_a_block_that_commits_after_a_check_stamped_before_it_is_still_seen(settings):
+    """A block's view stamps `inserted` before its INSERT commits, so a check can see later
+    blocks and not it; the entry's count of blocks in the margin before its check tells."""
+    with SettlingClient(create_app(settings)) as api:
+        assert api.post("/events", json=EVENTS).status_code == 202
+        first = api.get("/reports/daily", params=RANGE).json()  # the entry, checked now
+        client = api.app.state.services.query_client
+        checked = client.query("SELECT max(inserted) FROM event_changes").result_rows[0][0]
+        late = {"dt": "2025-03-05T12:00:00Z", "event": "view", "user_id": "late-commit", "app_id": "a1"}
+        assert api.post("/events", json=late).status_code == 202
+        # Its block as if stamped 5 s before the check: moved back in event_changes.
+        client.command("ALTER TABLE event_changes DELETE WHERE inserted > {c:DateTime64(3, 'UTC')} "
+                       "SETTINGS mutations_sync = 2", parameters={"c": checked})
+        client.command("INSERT INTO event_changes (inserted, first_dt, last_dt, rows) VALUES "
+                       "({c:DateTime64(3, 'UTC')} - INTERVAL 5 SECOND, '2025-03-05 12:00:00', '2025-03-05 12:00:00', 1)",
+                       parameters={"c": checked})
+        after = api.get("/reports/daily", params=RANGE).json()
+        assert after != first
+        assert after == reference.daily([*EVENTS, {**late, "dt": 1741176000}], FIRST, LAST, "UTC")

@@ -202,7 +202,7 @@ def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) 
         print(f"added {added:,} demo events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
         if rollups and settings.zones:
             started = time.perf_counter()
-            done = report_rollups.refresh(client, settings.zones, settings.rollup_days)
+            done = report_rollups.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster)
             print(f"stored {done.days:,} finished report days in {time.perf_counter() - started:.1f} s")
     finally:
         client.close()

@@ -149,7 +149,8 @@ class Services:
 
     def _rollups_once(self) -> rollups.Refreshed:
         with self.report_clients.client() as client:
-            return rollups.refresh(client, self.settings.zones, self.settings.rollup_days)
+            return rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
+                                   merge=not self.settings.clickhouse_cluster)
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)

@@ -156,9 +156,23 @@ def finished_through(name: str, tz: str, now: datetime) -> date:
     return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + REACH.get(name, DEFAULT_REACH)[0])
 
 
-def refresh(client: Client, zones: Iterable[str], keep_days: int) -> Refreshed:
+# Tables of a row per user that today's values read whole (new users, active users): kept in one
+# part by the job where it can (`merge`), so a query reads each user once instead of once per
+# part the inserts left (at 10 M demo events two parts of 247k rows each stay unmerged for long:
+# today's active users 31 -> 29 ms, daily 94 -> 85 ms after merging; ~40 ms a table to merge).
+PER_USER_TABLES = ("users_first", "users_last")
+
+
+def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = False) -> Refreshed:
     """Store every finished day of the last `keep_days` that is missing or no longer true, for
-    each report of REPORTS, zone, and all apps and each app."""
+    each report of REPORTS, zone, and all apps and each app; first, with `merge` (one node: not
+    a cluster's Distributed tables), merge each of PER_USER_TABLES into one part."""
+    if merge:
+        for table in PER_USER_TABLES:
+            parts = client.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                                 "AND table = {t:String} AND active", parameters={"t": table}).result_rows[0][0]
+            if parts > 1:
+                client.command(f"OPTIMIZE TABLE {table} FINAL")
     apps = ["", *sorted(str(row[0]) for row in client.query("SELECT DISTINCT app_id FROM users_first").result_rows)]
     if not apps[1:]:
         return Refreshed(0, 0)

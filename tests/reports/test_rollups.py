@@ -155,6 +155,11 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
         assert "rollup_days_stored_total 0.0" not in api.get("/metrics").text
         answer, from_storage, _ = taken_from_storage(api, "/reports/daily", params("UTC"))
         assert answer == reference.daily(events, FIRST, LAST, "UTC") and from_storage == 3 * 14 + 1
+        # The per-user tables were merged into one part each (rollups.PER_USER_TABLES).
+        client = api.app.state.services.query_client
+        for table in rollups.PER_USER_TABLES:
+            assert client.command("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                                  "AND table = {t:String} AND active", parameters={"t": table}) == 1
 
 
 def test_a_single_days_active_users_come_from_each_users_latest_event(make_settings):

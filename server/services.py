@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ REPORT_CLIENTS = 2
 NO_JIT = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0}
 # The rollup job's first round comes this long after start (not in the way of a start's own work).
 ROLLUP_FIRST_DELAY_SECONDS = 2.0
+# At stop, how long a running round of the rollup job may take to notice (one report key's time).
+STOP_ROLLUP_TIMEOUT_SECONDS = 30.0
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:
@@ -73,6 +76,8 @@ class Services:
     visitors: Visitors = field(init=False)
     _refresher: asyncio.Task[None] | None = field(init=False, default=None)
     _rollup_job: asyncio.Task[None] | None = field(init=False, default=None)
+    _rollup_round: threading.Lock = field(init=False, default_factory=threading.Lock)  # held by a round
+    _stopping: threading.Event = field(init=False, default_factory=threading.Event)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
     # The engine process of a group (server/group.py): the HTTP workers' logs it inserts.
     worker_dirs: list[Path] = field(default_factory=list)
@@ -148,9 +153,9 @@ class Services:
                 log.info("rollup job: %d days stored", done.days)
 
     def _rollups_once(self) -> rollups.Refreshed:
-        with self.report_clients.client() as client:
+        with self._rollup_round, self.report_clients.client() as client:
             return rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
-                                   merge=not self.settings.clickhouse_cluster)
+                                   merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set)
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)
@@ -161,6 +166,11 @@ class Services:
         for task in (self._refresher, self._rollup_job):
             if task is not None:
                 task.cancel()
+        # A round of the rollup job runs on in its thread after the task is cancelled: it is told
+        # to stop and waited for (it ends before its next report key) before the clients close.
+        self._stopping.set()
+        if await asyncio.to_thread(self._rollup_round.acquire, True, STOP_ROLLUP_TIMEOUT_SECONDS):
+            self._rollup_round.release()
         await self.body_deadlines.close()
         await self.pipeline.close()
         self.clickhouse_queries.close()

@@ -6,6 +6,7 @@ active users from each user's latest event (today's) equal the reference."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -200,3 +201,28 @@ def test_a_job_round_that_fails_unexpectedly_is_logged_when_it_happens(make_sett
             time.sleep(0.05)
         assert "background task" in caplog.text and "a bug in the rollup job" in caplog.text
         assert api.get("/healthz").status_code == 200  # the server goes on; the reports compute every day
+
+
+def test_a_stop_waits_for_a_running_round_which_ends_early_and_stores_nothing(make_settings, monkeypatch):
+    events = reference.generate(seed=37, first_day=FIRST, days=3, users=5)
+    started, calls = threading.Event(), []
+
+    def slow_revenue(client, report):  # the round's first key, and a slow one
+        calls.append(report)
+        started.set()
+        time.sleep(0.5)
+        return queries.revenue(client, report)
+
+    others = {name: compute for name, compute in rollups.REPORTS.items() if name != "revenue"}
+    monkeypatch.setattr(rollups, "REPORTS", {"revenue": slow_revenue, **others})
+    settings = make_settings(rollup_zones="UTC", rollup_interval_seconds=0.05,
+                             rollup_days=(date.today() - FIRST).days + 40)
+    api = SettlingClient(create_app(settings))
+    with api:
+        post(api, events)
+        assert started.wait(30)
+    # The app has stopped: the round was waited for, went no further than its key, stored nothing.
+    client = db.connect(settings)
+    assert len(calls) == 1
+    assert client.command("SELECT count() FROM report_days") == 0
+    client.close()

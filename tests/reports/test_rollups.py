@@ -39,10 +39,12 @@ def stored(make_settings):
         client.close()
 
 
-def post(api, events: list[dict]) -> None:
-    for n in range(0, len(events), 50):
-        assert api.post("/events", json=events[n:n + 50]).status_code == 202
-    db.flush_buffer_table(db.connect(api.app.state.services.settings))
+def post(api, events: list[dict], batch: int = 10_000) -> None:
+    for n in range(0, len(events), batch):
+        assert api.post("/events", json=events[n:n + batch]).status_code == 202
+    client = db.connect(api.app.state.services.settings)
+    db.flush_buffer_table(client)
+    client.close()
 
 
 def params(tz: str, **extra: str) -> dict[str, str]:
@@ -149,7 +151,7 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
     settings = make_settings(rollup_zones="UTC", rollup_interval_seconds=0.2,
                              rollup_days=(date.today() - FIRST).days + 40)
     with SettlingClient(create_app(settings)) as api:
-        post(api, events)
+        post(api, events, batch=50)  # blocks of their own: parts for the job to merge
         deadline = time.monotonic() + 30
         while "rollup_days_stored_total 0.0" in api.get("/metrics").text and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -67,8 +67,8 @@ def changes_since(client: Client, entry: Entry | None) -> Changes:
             WITH (SELECT max(inserted) FROM event_changes) AS newest
             SELECT newest, count() FROM event_changes WHERE inserted > newest - toIntervalSecond({margin:UInt32})
             """, parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
-        return Changes(_utc(newest), int(window), None)
-    blocks = [(_utc(inserted), _utc(first), _utc(last)) for inserted, first, last in client.query(
+        return Changes(rollups.as_utc(newest), int(window), None)
+    blocks = [(rollups.as_utc(inserted), rollups.as_utc(first), rollups.as_utc(last)) for inserted, first, last in client.query(
         "SELECT inserted, first_dt, last_dt FROM event_changes WHERE inserted > {since:DateTime64(3, 'UTC')}",
         parameters={"since": entry.checked - margin}).result_rows]
     newest = max([entry.checked, *(inserted for inserted, _, _ in blocks)])
@@ -81,10 +81,6 @@ def changes_since(client: Client, entry: Entry | None) -> Changes:
 
 def _span(times: list[tuple[datetime, datetime]]) -> rollups.Span | None:
     return rollups.Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class DayCache:

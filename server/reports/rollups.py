@@ -104,12 +104,12 @@ def stored(client: Client, name: str, report: ReportRange, zones: Iterable[str])
         WHERE report = {report:String} AND key = {key:String} AND day >= {first:Date} AND day <= {last:Date}
         """, parameters={"report": name, "key": found_key, "first": report.first_day, "last": report.last_day}).result_rows
     oldest_allowed = datetime.now(UTC) - timedelta(hours=MAX_AGE_HOURS)
-    rows = [row for row in rows if _utc(row[2]) >= oldest_allowed]
+    rows = [row for row in rows if as_utc(row[2]) >= oldest_allowed]
     if not rows:
         return {}
     changed = {stamp: touched(name, span, report.tz)
-               for stamp, span in _unseen(client, {(_utc(row[2]), int(row[3])) for row in rows}).items()}
-    return {day: _decode(value) for day, value, stamp, _ in rows if not changed[_utc(stamp)](day)}
+               for stamp, span in _unseen(client, {(as_utc(row[2]), int(row[3])) for row in rows}).items()}
+    return {day: _decode(value) for day, value, stamp, _ in rows if not changed[as_utc(stamp)](day)}
 
 
 def _unseen(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime, Span | None]:
@@ -132,15 +132,16 @@ def _unseen(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime,
         """,
         parameters={"stamps": sorted(seen), "oldest": min(seen), "margin": CHANGES_MARGIN_SECONDS}).result_rows
     for stamp, after, first_after, last_after, in_margin, first_in_margin, last_in_margin in rows:
-        stamp = _utc(stamp)
-        span = Span(_utc(first_after), _utc(last_after)) if after else None
+        stamp = as_utc(stamp)
+        span = Span(as_utc(first_after), as_utc(last_after)) if after else None
         if in_margin != seen[stamp]:
-            span = Span(_utc(first_in_margin), _utc(last_in_margin)).join(span)
+            span = Span(as_utc(first_in_margin), as_utc(last_in_margin)).join(span)
         found[stamp] = span
     return found
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A time from the engine (naive when its column's zone is UTC) as an aware UTC time."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -183,10 +184,10 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
     keys = 0
     rows: list[list[Any]] = []
     for tz in zones:
-        now = _utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
-        first_data_day = _utc(earliest).astimezone(ZoneInfo(tz)).date()
+        now = as_utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
+        first_data_day = as_utc(earliest).astimezone(ZoneInfo(tz)).date()
         # Days after the latest event have no value (active users: after its MAU window): not stored.
-        last_data_day = _utc(latest).astimezone(ZoneInfo(tz)).date()
+        last_data_day = as_utc(latest).astimezone(ZoneInfo(tz)).date()
         for app_id in apps:
             for name, compute in REPORTS.items():
                 keys += 1
@@ -208,8 +209,9 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
 
 def _computed(client: Client, name: str, whole: ReportRange, missing: list[date],
               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> list[list[Any]]:
-    """The missing days computed in pieces of consecutive days, as rows of report_days, each
-    piece stamped with the database's time before its query ran and the blocks seen then."""
+    """The missing days computed in pieces of at most PIECE_DAYS days, as rows of report_days
+    (only the missing ones: a piece's query may cover stored days between them), each piece
+    stamped with the database's time before its query ran and the blocks seen then."""
     rows: list[list[Any]] = []
     while missing:
         start = missing[0]
@@ -222,5 +224,5 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
             parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
         values = compute(client, piece)
         rows += [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
-                 for d in piece.days()]
+                 for d in run]
     return rows

@@ -150,5 +150,5 @@ def breakdown(client: Client, report: ReportRange, by: str, limit: int) -> tuple
             rest = (int(visitors), int(events))
         else:
             top.append((str(value), int(visitors), int(events)))
-    top.sort(key=lambda row: (-row[1], -row[2], row[0]))  # UNION ALL keeps no order
+    top.sort(key=lambda row: (-row[1], -row[2], row[0]))  # GROUP BY keeps no order
     return top, rest

@@ -105,6 +105,24 @@ class ClientPool:
         finally:
             self._free.put(client)
 
+    @contextmanager
+    def spare(self) -> Iterator[Client | None]:
+        """A client not in use (opened if the pool is not full), or None: never waits, so a query
+        holding a client may ask for a second one to run a part alongside, without waiting for
+        queries that hold the others (and may ask the same)."""
+        try:
+            client: Client | None = self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                client = self._make() if len(self.clients) < self._size else None
+                if client is not None:
+                    self.clients.append(client)
+        try:
+            yield client
+        finally:
+            if client is not None:
+                self._free.put(client)
+
 
 def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
     """The one integer a query answers (a count, an EXISTS)."""

@@ -94,7 +94,7 @@ class Services:
         limits: dict[str, Any] = {"max_execution_time": settings.sql_timeout_seconds,
                                   "max_memory_usage": settings.sql_max_memory_bytes, **NO_JIT}
         self.report_clients = db.ClientPool(lambda: self._connect(limits), REPORT_CLIENTS)
-        self.report_cache = DayCache(settings.zones)
+        self.report_cache = DayCache(settings.zones, self.report_clients.spare)
 
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)

@@ -22,6 +22,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -83,14 +85,26 @@ def _span(times: list[tuple[datetime, datetime]]) -> rollups.Span | None:
     return rollups.Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
 
 
+Spare = Callable[[], AbstractContextManager[Client | None]]
+
+
+def _no_spare() -> AbstractContextManager[Client | None]:
+    return nullcontext(None)
+
+
 class DayCache:
-    def __init__(self, zones: tuple[str, ...] = ()) -> None:
+    def __init__(self, zones: tuple[str, ...] = (), spare: Spare = _no_spare) -> None:
         self.zones = zones  # whose finished days the rollup job stores (server/reports/rollups.py)
+        # A second client, if one is free, for the days the job cannot have stored (today's),
+        # computed while the stored ones are looked up (server/db.py ClientPool.spare).
+        self._spare = spare
+        self._alongside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-days")
         self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0  # days answered from memory
         self.stored = 0  # days taken from the rollup job's table
         self.computed = 0  # days computed
+        self.alongside = 0  # queries of today's days run on a spare client
 
     def days(self, client: Client, name: str, report: ReportRange,
              compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable,
@@ -126,21 +140,46 @@ class DayCache:
     def _fill(self, client: Client, name: str, report: ReportRange, known: dict[date, Any],
               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> None:
         """Add the report's days missing from `known`: those the rollup job stored, then the
-        others computed by one query over the smallest range that covers them."""
+        others computed by one query over the smallest range that covers them. The days after
+        the last the job can have stored (today's) are computed at the same time on a spare
+        client when there is one (at 10 M demo events DAU/WAU/MAU over 30 days: the stored days'
+        two queries ~9 ms alongside today's ~15 ms)."""
         missing = [d for d in report.days() if d not in known]
-        from_rollups = 0
-        if missing:
-            found = rollups.stored(client, name, replace(report, first_day=missing[0], last_day=missing[-1]), self.zones)
-            for d in missing:
-                if d in found:
-                    known[d] = _ABSENT if found[d] is None else found[d]
-                    from_rollups += 1
-            missing = [d for d in missing if d not in known]
-        if missing:
-            piece = replace(report, first_day=missing[0], last_day=missing[-1])
-            fresh = compute(client, piece)
-            for d in piece.days():
-                known[d] = fresh.get(d, _ABSENT)
+        recent: list[date] = []
+        if missing and rollups.key(name, report, self.zones) is not None:
+            last_stored = rollups.finished_through(name, report.tz, datetime.now(UTC))
+            recent = [d for d in missing if d > last_stored]
+            missing = [d for d in missing if d <= last_stored]
+        spare_cm = self._spare() if recent and missing else nullcontext(None)
+        with spare_cm as spare:
+            alongside = self._alongside.submit(self._computed, spare, report, recent, compute) if spare else None
+            if alongside is None:
+                missing += recent
+            else:
+                with self._lock:
+                    self.alongside += 1
+            try:
+                if missing:
+                    known.update(self._stored_then_computed(client, name, report, missing, compute))
+            finally:  # the spare client goes back to the pool only once its query has ended
+                if alongside is not None:
+                    wait([alongside])
+            if alongside is not None:
+                known.update(alongside.result())  # its error, if any, is raised here
+
+    def _stored_then_computed(self, client: Client, name: str, report: ReportRange, missing: list[date],
+                              compute: Callable[[Client, ReportRange], dict[date, Any]]) -> dict[date, Any]:
+        found = rollups.stored(client, name, replace(report, first_day=missing[0], last_day=missing[-1]), self.zones)
+        days = {d: _ABSENT if found[d] is None else found[d] for d in missing if d in found}
         with self._lock:
-            self.stored += from_rollups
+            self.stored += len(days)
+        rest = [d for d in missing if d not in found]
+        return {**days, **self._computed(client, report, rest, compute)} if rest else days
+
+    def _computed(self, client: Client, report: ReportRange, missing: list[date],
+                  compute: Callable[[Client, ReportRange], dict[date, Any]]) -> dict[date, Any]:
+        """The `missing` days (in order), by one query over the range that covers them."""
+        fresh = compute(client, replace(report, first_day=missing[0], last_day=missing[-1]))
+        with self._lock:
             self.computed += len(missing)
+        return {d: fresh.get(d, _ABSENT) for d in missing}

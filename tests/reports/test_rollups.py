@@ -12,10 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from server import db
 from server.app import create_app
 from server.reports import queries, rollups
+from server.reports.cache import DayCache
 from server.reports.params import ReportRange
 from tests.conftest import SettlingClient
 from tests.reports import reference
@@ -190,6 +193,42 @@ def test_a_single_days_active_users_come_from_each_users_latest_event(make_setti
                     two_days = ReportRange(today, today + timedelta(days=1), tz, app_id=app_id)
                     assert queries.active_users(client, two_days)[today] == expected_row
         client.close()
+
+
+def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
+    """A range ending today: its finished days come from storage while today's are computed at
+    the same time on a second client of the pool; the answer equals the reference. When today's
+    query fails, the request fails with its error, and both clients are back in the pool."""
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=9)
+    events = reference.generate(seed=29, first_day=first, days=10, users=30)
+    settings = make_settings(rollup_zones="UTC")
+    range_params = {"from": first.isoformat(), "to": today.isoformat()}
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        client = db.connect(settings)
+        rollups.refresh(client, ("UTC",), keep_days=60)
+        cache = api.app.state.services.report_cache
+        before = (cache.stored, cache.computed, cache.alongside)
+        answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
+        assert answer == reference.active_users(events, first, today, "UTC")
+        assert (cache.stored - before[0], cache.computed - before[1], cache.alongside - before[2]) == (9, 1, 1)
+
+        pool = db.ClientPool(lambda: db.connect(settings), 2)
+        failing = DayCache(("UTC",), pool.spare)
+
+        def today_fails(on: Client, piece: ReportRange) -> dict:
+            if piece.last_day == today:
+                on.query("SELECT throwIf(1, 'today failed')")
+            return queries.active_users(on, piece)
+
+        with pool.client() as first_client, pytest.raises(DatabaseError, match="today failed"):
+            failing.days(first_client, "active_users", ReportRange(first, today, "UTC"), today_fails, memory=False)
+        assert failing.alongside == 1
+        with pool.spare() as one, pool.spare() as two:
+            assert one is not None and two is not None
+        for opened in (*pool.clients, client):
+            opened.close()
 
 
 def test_a_job_round_that_fails_unexpectedly_is_logged_when_it_happens(make_settings, monkeypatch, caplog):

@@ -21,18 +21,16 @@ FROM
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user, session
     UNION ALL
-    SELECT session.1 AS started, session.2 AS ended
+    -- Per user, the spans in time order, split where a span's first event is more than 30
+    -- minutes after the previous span's last (arraySplit; spans of different buckets do not
+    -- overlap): each piece is a session, from its first span's first event to its last span's
+    -- last (array functions: ~2x faster here than window functions over the spans). ARRAY JOIN
+    -- rather than arrayJoin() under aliases, which the engine planned as copies of the whole
+    -- expression (two days at 10 M demo events: planning 18 -> 13 ms, 33 -> 28 ms in all).
+    SELECT pieces[1].1 AS started, pieces[-1].2 AS ended
     FROM
     (
-        -- Per user, the spans in time order, split where a span's first event is more than 30
-        -- minutes after the previous span's last (arraySplit; spans of different buckets do not
-        -- overlap): each piece is a session, from its first span's first event to its last
-        -- span's last (array functions: ~2x faster here than window functions over the spans).
-        SELECT arraySort(groupArray((first, last))) AS spans,
-               arrayJoin(arraySplit((span, cut) -> cut, spans,
-                                    arrayMap((span, previous) -> dateDiff('millisecond', previous.2, span.1) > 1800000,
-                                             spans, arrayPushFront(arrayPopBack(spans), spans[1])))) AS pieces,
-               (pieces[1].1, pieces[-1].2) AS session
+        SELECT arraySort(groupArray((first, last))) AS spans
         FROM
         (
             SELECT user, bucket, min(first) AS first, max(last) AS last
@@ -47,6 +45,9 @@ FROM
         )
         GROUP BY user
     )
+    ARRAY JOIN arraySplit((span, cut) -> cut, spans,
+                          arrayMap((span, previous) -> dateDiff('millisecond', previous.2, span.1) > 1800000,
+                                   spans, arrayPushFront(arrayPopBack(spans), spans[1]))) AS pieces
 )
 WHERE started >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
   AND started < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')

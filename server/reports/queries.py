@@ -84,8 +84,14 @@ def _first_seen(name: str, report: ReportRange) -> str:
     return f"{name}_first" if not report.country and not report.event else name
 
 
+RECENT_DAYS = 3  # new users over at most this many days: only the users first seen in them looked up
+
+
 def new_users(client: Client, report: ReportRange) -> dict[date, int]:
-    return dict(_rows(client, _first_seen("new_users", report), report))
+    name = _first_seen("new_users", report)
+    if name == "new_users_first" and (report.last_day - report.first_day).days < RECENT_DAYS:
+        name = "new_users_recent"
+    return dict(_rows(client, name, report))
 
 
 def total_users(client: Client, report: ReportRange) -> int:

@@ -7,7 +7,7 @@ reports here use exact functions (uniqExact, exact sums), so the comparison is e
 from __future__ import annotations
 
 import gzip
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -17,7 +17,13 @@ from tests.conftest import SettlingClient, drop_databases
 from tests.reports import reference
 
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
-EVENTS = reference.generate(seed=7, first_day=FIRST, days=14)
+# Users of both apps, first seen in each on a different day: new in the one first, for all apps.
+CROSS_APP = [{"dt": int(datetime(2025, 3, day, hour, tzinfo=UTC).timestamp()), "event": "view", "user_id": user,
+              "app_id": app_id, "country": "TR"}
+             for user, visits in {"x0": [(5, 10, "a1"), (9, 12, "a2")], "x1": [(4, 23, "a2"), (10, 1, "a1")],
+                                  "x2": [(2, 9, "a2"), (16, 9, "a1")]}.items()
+             for day, hour, app_id in visits]
+EVENTS = reference.generate(seed=7, first_day=FIRST, days=14) + CROSS_APP
 ZONES = ["UTC", "Asia/Kolkata", "America/New_York"]  # New York changes to DST on 2025-03-09
 
 
@@ -59,6 +65,21 @@ def test_daily(reports, tz):
     expected = reference.daily(EVENTS, FIRST, LAST, tz)
     for path in ("/reports/daily", "/event", "/analytics/daily"):
         assert reports.get(path, params=query(tz)).json() == expected
+
+
+@pytest.mark.parametrize("tz", ZONES)
+def test_daily_over_a_few_days(reports, tz):
+    """Ranges of one to three days (their new users from new_users_recent.sql: only the users
+    first seen in the range looked up) equal the reference, for all apps and each (CROSS_APP's
+    users are new in a2 on a day they are not new for all apps)."""
+    new = 0
+    for first, last in ((LAST, LAST), (date(2025, 3, 9), date(2025, 3, 10)), (date(2025, 3, 4), date(2025, 3, 6))):
+        for app_id, kept in (("", EVENTS), ("a1", only("a1")), ("a2", only("a2"))):
+            params = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz, **({"app_id": app_id} if app_id else {})}
+            got = reports.get("/reports/daily", params=params).json()
+            assert got == reference.daily(kept, first, last, tz)
+            new += sum(d["new_user_count"] for d in got["daily_stats"])
+    assert new > 0
 
 
 @pytest.mark.parametrize("tz", ZONES)

@@ -68,6 +68,7 @@ class Services:
     # Set by open():
     query_client: Client = field(init=False)
     report_clients: db.ClientPool = field(init=False)
+    stored_days: rollups.StoredDays = field(init=False)
     report_cache: DayCache = field(init=False)
     console: QueryService = field(init=False)
     clickhouse_queries: QueryService = field(init=False)
@@ -94,7 +95,8 @@ class Services:
         limits: dict[str, Any] = {"max_execution_time": settings.sql_timeout_seconds,
                                   "max_memory_usage": settings.sql_max_memory_bytes, **NO_JIT}
         self.report_clients = db.ClientPool(lambda: self._connect(limits), REPORT_CLIENTS)
-        self.report_cache = DayCache(settings.zones, self.report_clients.spare)
+        self.stored_days = rollups.StoredDays(settings.zones)
+        self.report_cache = DayCache(self.stored_days, self.report_clients.spare)
 
         def readonly_session(client_settings: dict[str, Any]) -> Client:
             return db.connect(settings, client_settings=client_settings)
@@ -155,7 +157,8 @@ class Services:
     def _rollups_once(self) -> rollups.Refreshed:
         with self._rollup_round, self.report_clients.client() as client:
             return rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
-                                   merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set)
+                                   merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,
+                                   memory=self.stored_days)
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)

@@ -63,7 +63,8 @@ def test_an_erased_user_is_in_no_table_and_no_report(admin):
     assert before["events"] > 0 and before["user_hours"] > 0 and before["session_spans_v2"] > 0 and before["sessions"] > 0
     assert admin.get("/reports/daily", params=RANGE).json() == reference.daily(EVENTS, FIRST, LAST, "UTC")  # cached
     # The rollup job's days stored too (server/reports/rollups.py): the erasure must make them go.
-    assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40).days > 0
+    assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
+                           memory=admin.app.state.services.stored_days).days > 0
     r = admin.delete(f"/users/{user}", headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 200, r.text
     assert r.json()["removed"]["events"] == sum(1 for e in EVENTS if e["user_id"] == user)

@@ -93,8 +93,8 @@ def _no_spare() -> AbstractContextManager[Client | None]:
 
 
 class DayCache:
-    def __init__(self, zones: tuple[str, ...] = (), spare: Spare = _no_spare) -> None:
-        self.zones = zones  # whose finished days the rollup job stores (server/reports/rollups.py)
+    def __init__(self, stored: rollups.StoredDays | None = None, spare: Spare = _no_spare) -> None:
+        self._stored = stored if stored is not None else rollups.StoredDays(())  # the rollup job's days (server/reports/rollups.py)
         # A second client, if one is free, for the days the job cannot have stored (today's),
         # computed while the stored ones are looked up (server/db.py ClientPool.spare).
         self._spare = spare
@@ -146,7 +146,7 @@ class DayCache:
         two queries ~9 ms alongside today's ~15 ms)."""
         missing = [d for d in report.days() if d not in known]
         recent: list[date] = []
-        if missing and rollups.key(name, report, self.zones) is not None:
+        if missing and rollups.key(name, report, self._stored.zones) is not None:
             last_stored = rollups.finished_through(name, report.tz, datetime.now(UTC))
             recent = [d for d in missing if d > last_stored]
             missing = [d for d in missing if d <= last_stored]
@@ -169,7 +169,7 @@ class DayCache:
 
     def _stored_then_computed(self, client: Client, name: str, report: ReportRange, missing: list[date],
                               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> dict[date, Any]:
-        found = rollups.stored(client, name, replace(report, first_day=missing[0], last_day=missing[-1]), self.zones)
+        found = self._stored.days(client, name, replace(report, first_day=missing[0], last_day=missing[-1]))
         days = {d: _ABSENT if found[d] is None else found[d] for d in missing if d in found}
         with self._lock:
             self.stored += len(days)

@@ -36,7 +36,8 @@ def stored(make_settings):
     with SettlingClient(create_app(settings)) as api:
         post(api, events)
         client = db.connect(settings)
-        done = rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40)
+        # The server's own memory of stored rows gets them, as when its job stores them.
+        done = rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api))
         assert done.days > 0
         yield api, client, events
         client.close()
@@ -48,6 +49,10 @@ def post(api, events: list[dict], batch: int = 10_000) -> None:
     client = db.connect(api.app.state.services.settings)
     db.flush_buffer_table(client)
     client.close()
+
+
+def memory_of(api) -> rollups.StoredDays:
+    return api.app.state.services.stored_days
 
 
 def params(tz: str, **extra: str) -> dict[str, str]:
@@ -98,6 +103,8 @@ def test_a_late_event_makes_the_days_it_touches_computed_until_the_job_stores_th
              "event": "view", "amount": 0},
             {**session, "dt": session["dt"] + 600, "event": "late-step"}]
     late = [{k: v for k, v in e.items() if k != "event_id"} for e in late]
+    # Looked at once before: the server watches the rows' stamps, then reads only newer blocks.
+    assert taken_from_storage(api, "/reports/daily", params("UTC"))[1:] == (3 * 14 + 1, 0)
     post(api, late)
     everything = events + late
     # The blocks' events run from 9 to 10 March: active and new users from the 9th on, session
@@ -109,8 +116,8 @@ def test_a_late_event_makes_the_days_it_touches_computed_until_the_job_stores_th
         assert computed == touched
     # The job stores the days that are no longer true again, once; a second round finds none.
     keep = (date.today() - FIRST).days + 40
-    assert rollups.refresh(client, ZONES, keep_days=keep).days > 0
-    assert rollups.refresh(client, ZONES, keep_days=keep).days == 0
+    assert rollups.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days > 0
+    assert rollups.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days == 0
     daily, from_storage, computed = taken_from_storage(api, "/reports/daily", params("UTC"))
     assert daily == reference.daily(everything, FIRST, LAST, "UTC") and (from_storage, computed) == (3 * 14 + 1, 0)
 
@@ -131,6 +138,30 @@ def test_an_old_event_makes_only_the_days_it_can_touch_computed(stored):
     assert from_storage == 13 + 1  # revenue on every other day; active users on 3 March
 
 
+def test_a_block_stamped_before_the_rows_that_commits_after_a_look_is_still_seen(stored):
+    """A block's view stamps `inserted` before its INSERT commits: one stamped in the margin
+    before the rows were stored, visible only after the server has looked at them, changes the
+    count there, and the days it touches are computed."""
+    api, client, events = stored
+    assert taken_from_storage(api, "/reports/active-users", params("UTC"))[1:] == (14, 0)  # looked at
+    stamp = client.query("SELECT min(stored) FROM report_days").result_rows[0][0]
+    newest = client.query("SELECT max(inserted) FROM event_changes").result_rows[0][0]
+    late = {"dt": int(datetime(2025, 3, 12, 9, tzinfo=UTC).timestamp()), "event": "view", "user_id": "late-commit",
+            "app_id": "a1", "country": "TR"}
+    post(api, [late])
+    # Its block as if stamped 5 s before the rows: moved back in event_changes.
+    client.command("ALTER TABLE event_changes DELETE WHERE inserted > {n:DateTime64(3, 'UTC')} SETTINGS mutations_sync = 2",
+                   parameters={"n": newest})
+    client.command("INSERT INTO event_changes (inserted, first_dt, last_dt, rows) VALUES "
+                   "({s:DateTime64(3, 'UTC')} - INTERVAL 5 SECOND, '2025-03-12 09:00:00', '2025-03-12 09:00:00', 1)",
+                   parameters={"s": stamp})
+    answer, from_storage, computed = taken_from_storage(api, "/reports/active-users", params("UTC"))
+    assert answer == reference.active_users([*events, late], FIRST, LAST, "UTC")
+    # Which block of the margin is new cannot be told: all of them count as unseen, and every day
+    # their events touch (here all: the fixture's own blocks are in the margin) is computed.
+    assert (from_storage, computed) == (0, 14)
+
+
 def test_a_stored_day_is_used_only_while_it_is_fresh(stored):
     api, client, events = stored
     # A stored value that says something else for one day: fresh, it is what the report shows
@@ -145,6 +176,7 @@ def test_a_stored_day_is_used_only_while_it_is_fresh(stored):
             parameters={"h": hours_ago, "m": rollups.CHANGES_MARGIN_SECONDS}).result_rows[0]
         client.insert("report_days", [["active_users", "UTC|", day, "[999999,999999,999999]", stamp, seen]],
                       column_names=["report", "key", "day", "value", "stored", "seen"])
+        memory_of(api).forget()  # a row no job stored: the server reads the table again
         answer = api.get("/reports/active-users", params=params("UTC"), headers=NO_CACHE).json()
         assert next(row["dau"] for row in answer if row["date"] == day.isoformat()) == shown
 
@@ -207,7 +239,7 @@ def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
     with SettlingClient(create_app(settings)) as api:
         post(api, events)
         client = db.connect(settings)
-        rollups.refresh(client, ("UTC",), keep_days=60)
+        rollups.refresh(client, ("UTC",), keep_days=60, memory=memory_of(api))
         cache = api.app.state.services.report_cache
         before = (cache.stored, cache.computed, cache.alongside)
         answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
@@ -215,7 +247,7 @@ def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
         assert (cache.stored - before[0], cache.computed - before[1], cache.alongside - before[2]) == (9, 1, 1)
 
         pool = db.ClientPool(lambda: db.connect(settings), 2)
-        failing = DayCache(("UTC",), pool.spare)
+        failing = DayCache(rollups.StoredDays(("UTC",)), pool.spare)
 
         def today_fails(on: Client, piece: ReportRange) -> dict:
             if piece.last_day == today:

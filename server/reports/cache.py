@@ -94,7 +94,8 @@ def _no_spare() -> AbstractContextManager[Client | None]:
 
 class DayCache:
     def __init__(self, stored: rollups.StoredDays | None = None, spare: Spare = _no_spare) -> None:
-        self._stored = stored if stored is not None else rollups.StoredDays(())  # the rollup job's days (server/reports/rollups.py)
+        # The rollup job's days (server/reports/rollups.py).
+        self._stored = stored if stored is not None else rollups.StoredDays(())
         # A second client, if one is free, for the days the job cannot have stored (today's),
         # computed while the stored ones are looked up (server/db.py ClientPool.spare).
         self._spare = spare

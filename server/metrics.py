@@ -53,6 +53,8 @@ class Metrics:
         self.rollup_last_success = Gauge("rollup_last_success_timestamp_seconds",
                                          "When the rollup job last finished a round", registry=r,
                                          multiprocess_mode="mostrecent")
+        self.memory_purges = Counter("engine_memory_purges", "Times the embedded engine gave freed memory back "
+                                     "to the system (SYSTEM JEMALLOC PURGE)", registry=r)
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

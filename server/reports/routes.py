@@ -40,6 +40,8 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
         return await asyncio.to_thread(run)
     except ClickHouseError as exc:
         raise Unavailable(f"the report query failed: {first_line(exc)}") from None
+    finally:
+        services(request).memory_freed()
 
 
 async def _per_day(request: Request, name: str, query: Callable[..., dict[date, T]], report: ReportRange,

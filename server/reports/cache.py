@@ -105,7 +105,7 @@ class DayCache:
         self.hits = 0  # days answered from memory
         self.stored = 0  # days taken from the rollup job's table
         self.computed = 0  # days computed
-        self.alongside = 0  # queries of today's days run on a spare client
+        self.alongside = 0  # lookups of stored days run on a spare client while today's are computed
 
     def days(self, client: Client, name: str, report: ReportRange,
              compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable,
@@ -141,40 +141,56 @@ class DayCache:
     def _fill(self, client: Client, name: str, report: ReportRange, known: dict[date, Any],
               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> None:
         """Add the report's days missing from `known`: those the rollup job stored, then the
-        others computed by one query over the smallest range that covers them. The days after
-        the last the job can have stored (today's) are computed at the same time on a spare
-        client when there is one (at 10 M demo events DAU/WAU/MAU over 30 days: the stored days'
-        two queries ~9 ms alongside today's ~15 ms)."""
+        others computed by one query over the smallest range that covers them. When some days
+        are after the last the job can have stored (today's), the stored ones are looked up on a
+        spare client, if one is free, while those are computed on this one: the lookup (~1.5 ms
+        at 10 M demo events) gives the spare back at once to the request's other parts (today's
+        DAU/WAU/MAU ~15 ms)."""
         missing = [d for d in report.days() if d not in known]
         recent: list[date] = []
         if missing and rollups.key(name, report, self._stored.zones) is not None:
             last_stored = rollups.finished_through(name, report.tz, datetime.now(UTC))
             recent = [d for d in missing if d > last_stored]
             missing = [d for d in missing if d <= last_stored]
-        spare_cm = self._spare() if recent and missing else nullcontext(None)
-        with spare_cm as spare:
-            alongside = self._alongside.submit(self._computed, spare, report, recent, compute) if spare else None
-            if alongside is None:
-                missing += recent
-            else:
-                with self._lock:
-                    self.alongside += 1
-            try:
-                if missing:
-                    known.update(self._stored_then_computed(client, name, report, missing, compute))
-            finally:  # the spare client goes back to the pool only once its query has ended
-                if alongside is not None:
-                    wait([alongside])
-            if alongside is not None:
-                known.update(alongside.result())  # its error, if any, is raised here
+        if not (recent and missing):
+            if missing or recent:
+                known.update(self._stored_then_computed(client, name, report, missing + recent, compute))
+            return
+        # The lookup takes a spare client in its own thread and gives it back as soon as it is done.
+        looked_up = self._alongside.submit(self._looked_up_on_spare, name, report, missing)
+        try:
+            known.update(self._computed(client, report, recent, compute))
+        finally:  # a spare client goes back to the pool only once its query has ended
+            wait([looked_up])
+        found = looked_up.result()  # its error, if any, is raised here
+        if found is None:  # no spare client was free
+            known.update(self._stored_then_computed(client, name, report, missing, compute))
+            return
+        known.update(found)
+        rest = [d for d in missing if d not in found]
+        if rest:
+            known.update(self._computed(client, report, rest, compute))
+
+    def _looked_up_on_spare(self, name: str, report: ReportRange, days: list[date]) -> dict[date, Any] | None:
+        with self._spare() as spare:
+            if spare is None:
+                return None
+            with self._lock:
+                self.alongside += 1
+            return self._looked_up(spare, name, report, days)
+
+    def _looked_up(self, client: Client, name: str, report: ReportRange, days: list[date]) -> dict[date, Any]:
+        """The `days` the rollup job stored and are still true."""
+        found = self._stored.days(client, name, replace(report, first_day=days[0], last_day=days[-1]))
+        looked = {d: _ABSENT if found[d] is None else found[d] for d in days if d in found}
+        with self._lock:
+            self.stored += len(looked)
+        return looked
 
     def _stored_then_computed(self, client: Client, name: str, report: ReportRange, missing: list[date],
                               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> dict[date, Any]:
-        found = self._stored.days(client, name, replace(report, first_day=missing[0], last_day=missing[-1]))
-        days = {d: _ABSENT if found[d] is None else found[d] for d in missing if d in found}
-        with self._lock:
-            self.stored += len(days)
-        rest = [d for d in missing if d not in found]
+        days = self._looked_up(client, name, report, missing)
+        rest = [d for d in missing if d not in days]
         return {**days, **self._computed(client, report, rest, compute)} if rest else days
 
     def _computed(self, client: Client, report: ReportRange, missing: list[date],

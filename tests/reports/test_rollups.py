@@ -228,9 +228,9 @@ def test_a_single_days_active_users_come_from_each_users_latest_event(make_setti
 
 
 def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
-    """A range ending today: its finished days come from storage while today's are computed at
-    the same time on a second client of the pool; the answer equals the reference. When today's
-    query fails, the request fails with its error, and both clients are back in the pool."""
+    """A range ending today: its finished days are looked up in storage on a second client of the
+    pool while today's are computed; the answer equals the reference. When today's query fails,
+    the request fails with its error, and both clients are back in the pool."""
     today = datetime.now(UTC).date()
     first = today - timedelta(days=9)
     events = reference.generate(seed=29, first_day=first, days=10, users=30)

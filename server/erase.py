@@ -34,11 +34,12 @@ from server.state import services
 
 log = logging.getLogger(__name__)
 
-# Every table that holds the user, and how its rows name them (four hold sipHash64(user_id)).
+# Every table that holds the user, and how its rows name them (the others hold sipHash64(user_id)).
 BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id = {user_id:String}",
            "sessions": "user_id = {user_id:String}", "user_hours": "user = sipHash64({user_id:String})",
            "session_spans": "user = sipHash64({user_id:String})", "users_first": "user = sipHash64({user_id:String})",
            "users_last": "user = sipHash64({user_id:String})",
+           "user_days": "user = sipHash64({user_id:String})",
            "session_spans_v2": "user = sipHash64({user_id:String})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0

@@ -4,7 +4,7 @@
 -- read before these statements run.
 --
 -- 1. The user's rows, from `events` and from every table keyed by user (user_hours,
---    session_spans, session_spans_v2, users_first and users_last hold sipHash64(user_id)). ALTER … DELETE
+--    session_spans, session_spans_v2, users_first, users_last and user_days hold sipHash64(user_id)). ALTER … DELETE
 --    rewrites the parts: the rows are gone from disk, not only hidden.
 ALTER TABLE events DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
@@ -21,6 +21,8 @@ SETTINGS mutations_sync = 2;
 ALTER TABLE session_spans_v2 DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
 ALTER TABLE users_last DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE user_days DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
 --
 -- 2. The rollups that hold no user, only counts and user sets: their buckets that held the

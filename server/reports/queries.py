@@ -139,9 +139,20 @@ def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:
     return _rows(client, "event_counts", report)
 
 
+def utc_days(report: ReportRange) -> bool:
+    """Whether every day of the report's zone in its range is a UTC day (offset 0)."""
+    zone = ZoneInfo(report.tz)
+    return all(datetime.combine(d, time(0), zone).utcoffset() == timedelta(0)
+               for d in [*report.days(), report.last_day + timedelta(days=1)])
+
+
 def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:
+    """Cohorts from the daily activity table in zones of UTC days, else the hourly one where
+    days start on whole hours, else from `events`; with an event filter from `events`."""
     cohorts: dict[date, dict[int, int]] = {}
     name = "retention" if not report.event and whole_hour_days(report) else "retention_raw"
+    if name == "retention" and utc_days(report):
+        name = "retention_days"
     for cohort, later, users in _rows(client, name, report, period_days=period_days):
         cohorts.setdefault(cohort, {})[int(later)] = int(users)
     return cohorts

@@ -107,6 +107,11 @@ def test_rows_before_and_after_the_users_first_and_session_spans_v2_migrations_a
         latest = "SELECT app_id, is_bot, user, max(last) FROM {table} GROUP BY ALL ORDER BY ALL"
         assert client.query(latest.format(table="users_last")).result_rows == client.query(latest.format(
             table="(SELECT app_id, is_bot, sipHash64(user_id) AS user, dt AS last FROM events)")).result_rows
+        # 017's user_days: each user's active UTC days, from rows before and after it.
+        days = "SELECT DISTINCT day, app_id, country, is_bot, user FROM {table} ORDER BY ALL"
+        assert client.query(days.format(table="user_days")).result_rows == client.query(days.format(
+            table="(SELECT toDate(dt, 'UTC') AS day, app_id, country, is_bot, sipHash64(user_id) AS user FROM events)")
+        ).result_rows
         params = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
         assert api.get("/reports/daily", params=params).json() == reference.daily(events, FIRST, LAST, "UTC")
         for tz in ("UTC", "America/New_York"):

@@ -51,10 +51,11 @@ NO_JIT = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile
 # 10 M demo events, eight reports after a load: 449 -> 507 MB, the anonymous part 193 -> 248 MB).
 # SYSTEM JEMALLOC PURGE gives it back (~5 ms for 60 MB, off the request path) once the process's
 # RSS is over TRIM_ABOVE_MB: looked at after every report request and every TRIM_SECONDS (ingest,
-# the rollup job, client SQL). Not below it: the next queries fault the pages in again (daily
-# back to back at 10 M demo events: +7-20 ms when purged after every request).
+# the rollup job, client SQL). Not below it: the next queries fault the pages in again (at 10 M
+# demo events, purged over 440 MB: the funnel 187 -> 213 ms, reports from `events` up to 1.5x
+# slower; over 470 MB no slower than never; the bench's peak 479-497 MB with 440, 480-488 with 470).
 TRIM_SECONDS = 1.0
-TRIM_ABOVE_MB = 440
+TRIM_ABOVE_MB = 470
 # The rollup job's first round comes this long after start (not in the way of a start's own work).
 ROLLUP_FIRST_DELAY_SECONDS = 2.0
 # At stop, how long a running round of the rollup job may take to notice (one report key's time).

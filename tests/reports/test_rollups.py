@@ -228,9 +228,10 @@ def test_a_single_days_active_users_come_from_each_users_latest_event(make_setti
 
 
 def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
-    """A range ending today: its finished days are looked up in storage on a second client of the
-    pool while today's are computed; the answer equals the reference. When today's query fails,
-    the request fails with its error, and both clients are back in the pool."""
+    """A range ending today: once its finished days are stored (and held in memory), they are
+    looked up on a second client of the pool while today's are computed; the answer equals the
+    reference (and before anything was stored, all days came from one query). When today's
+    query fails, the request fails with its error, and both clients are back in the pool."""
     today = datetime.now(UTC).date()
     first = today - timedelta(days=9)
     events = reference.generate(seed=29, first_day=first, days=10, users=30)
@@ -239,15 +240,20 @@ def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
     with SettlingClient(create_app(settings)) as api:
         post(api, events)
         client = db.connect(settings)
-        rollups.refresh(client, ("UTC",), keep_days=60, memory=memory_of(api))
         cache = api.app.state.services.report_cache
+        # Nothing stored yet: every day computed, by one query (no lookup alongside).
+        before = (cache.stored, cache.computed, cache.alongside)
+        answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
+        assert answer == reference.active_users(events, first, today, "UTC")
+        assert (cache.stored - before[0], cache.computed - before[1], cache.alongside - before[2]) == (0, 10, 0)
+        rollups.refresh(client, ("UTC",), keep_days=60, memory=memory_of(api))
         before = (cache.stored, cache.computed, cache.alongside)
         answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
         assert answer == reference.active_users(events, first, today, "UTC")
         assert (cache.stored - before[0], cache.computed - before[1], cache.alongside - before[2]) == (9, 1, 1)
 
         pool = db.ClientPool(lambda: db.connect(settings), 2)
-        failing = DayCache(rollups.StoredDays(("UTC",)), pool.spare)
+        failing = DayCache(memory_of(api), pool.spare)
 
         def today_fails(on: Client, piece: ReportRange) -> dict:
             if piece.last_day == today:

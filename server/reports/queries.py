@@ -147,11 +147,12 @@ def utc_days(report: ReportRange) -> bool:
 
 
 def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:
-    """Cohorts from the daily activity table in zones of UTC days, else the hourly one where
-    days start on whole hours, else from `events`; with an event filter from `events`."""
+    """Cohorts from the daily activity table in zones of UTC days without a country filter, else
+    the hourly one where days start on whole hours, else from `events`; with an event filter
+    from `events`."""
     cohorts: dict[date, dict[int, int]] = {}
     name = "retention" if not report.event and whole_hour_days(report) else "retention_raw"
-    if name == "retention" and utc_days(report):
+    if name == "retention" and not report.country and utc_days(report):
         name = "retention_days"
     for cohort, later, users in _rows(client, name, report, period_days=period_days):
         cohorts.setdefault(cohort, {})[int(later)] = int(users)

@@ -160,6 +160,18 @@ def test_retention(reports, tz, period):
     assert got["cohorts"] == reference.retention(EVENTS, FIRST, LAST, tz, period)
 
 
+@pytest.mark.parametrize("period", ["day", "week"])
+@pytest.mark.parametrize(("filters", "kept"), [({"app_id": "a2"}, lambda e: e["app_id"] == "a2"),
+                                               ({"country": "DE"}, lambda e: e["country"] == "DE"),
+                                               ({"country": "DE", "app_id": "a2"},
+                                                lambda e: e["country"] == "DE" and e["app_id"] == "a2")])
+def test_retention_with_filters(reports, filters, kept, period):
+    """In UTC: by app from `user_days` and `users_first` (retention_days.sql; CROSS_APP's users
+    are in a2's cohorts on days they are not in all apps'), with a country from `user_hours`."""
+    got = reports.get("/reports/retention", params=query("UTC", period=period, **filters)).json()
+    assert got["cohorts"] == reference.retention([e for e in EVENTS if kept(e)], FIRST, LAST, "UTC", period)
+
+
 def test_total_users_and_the_seed_000_routes(reports):
     everyone = len({e["user_id"] for e in EVENTS})
     assert reports.get("/api/v1/crm/user-stat/total-user").json() == {"total_user": everyone}

@@ -198,6 +198,19 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
         for table in rollups.PER_USER_TABLES:
             assert client.command("SELECT count() FROM system.parts WHERE database = currentDatabase() "
                                   "AND table = {t:String} AND active", parameters={"t": table}) == 1
+        # Events of today in blocks of their own: the current month's partition of the tables
+        # today's reports read is merged into one part by a later round.
+        now = int(time.time())
+        post(api, [{"dt": now - n * 60, "event": "view", "user_id": f"today-{n}", "app_id": "a1"} for n in range(6)],
+             batch=2)
+        month_parts = ("SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = {t:String} "
+                       "AND active AND partition_id = {p:String}")
+        month = datetime.now(UTC).strftime("%Y%m")
+        for table in rollups.CURRENT_MONTH_TABLES:
+            deadline = time.monotonic() + 30
+            while client.command(month_parts, parameters={"t": table, "p": month}) > 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.command(month_parts, parameters={"t": table, "p": month}) == 1
 
 
 def test_a_single_days_active_users_come_from_each_users_latest_event(make_settings):

@@ -155,8 +155,7 @@ class DayCache:
         # Alongside only when the stored days are in memory already: else they may well be
         # missing (the job off, or not run yet), and one query over all days is cheaper than
         # today's and then the others' one after the other.
-        held = bool(recent and missing) and self._stored.held(
-            name, replace(report, first_day=missing[0], last_day=missing[-1])) == len(missing)
+        held = bool(recent and missing) and self._stored.held(name, report, missing)
         if not held:
             if missing or recent:
                 known.update(self._stored_then_computed(client, name, report, missing + recent, compute))

@@ -165,12 +165,12 @@ class StoredDays:
             found = self._true(client, name, found_key, report)
         return found
 
-    def held(self, name: str, report: ReportRange) -> int:
-        """How many days of `report` have a row in memory (true or not: nothing is read)."""
+    def held(self, name: str, report: ReportRange, days: list[date]) -> bool:
+        """Whether each of `days` of `report`'s key has a row in memory (true or not: nothing is read)."""
         found_key = key(name, report, self.zones)
         with self._lock:
             kept = self._rows.get((name, found_key), {}) if found_key else {}
-            return sum(d in kept for d in report.days())
+            return all(d in kept for d in days)
 
     def _due(self, where: tuple[str, str]) -> bool:
         now = time.monotonic()

@@ -89,17 +89,20 @@ class ClientPool:
         self._free: queue.SimpleQueue[Client] = queue.SimpleQueue()
         self._lock = threading.Lock()
 
-    @contextmanager
-    def client(self) -> Iterator[Client]:
+    def _free_or_new(self) -> Client | None:
+        """A client not in use, or a new one if the pool is not full; None otherwise."""
         try:
-            client = self._free.get_nowait()
+            return self._free.get_nowait()
         except queue.Empty:
             with self._lock:
-                opened = len(self.clients) < self._size
-                if opened:
-                    self.clients.append(client := self._make())
-            if not opened:
-                client = self._free.get()
+                if len(self.clients) >= self._size:
+                    return None
+                self.clients.append(client := self._make())
+                return client
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        client = self._free_or_new() or self._free.get()
         try:
             yield client
         finally:
@@ -110,13 +113,7 @@ class ClientPool:
         """A client not in use (opened if the pool is not full), or None: never waits, so a query
         holding a client may ask for a second one to run a part alongside, without waiting for
         queries that hold the others (and may ask the same)."""
-        try:
-            client: Client | None = self._free.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                client = self._make() if len(self.clients) < self._size else None
-                if client is not None:
-                    self.clients.append(client)
+        client = self._free_or_new()
         try:
             yield client
         finally:

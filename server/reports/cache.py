@@ -70,19 +70,13 @@ def changes_since(client: Client, entry: Entry | None) -> Changes:
             SELECT newest, count() FROM event_changes WHERE inserted > newest - toIntervalSecond({margin:UInt32})
             """, parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
         return Changes(rollups.as_utc(newest), int(window), None)
-    blocks = [(rollups.as_utc(inserted), rollups.as_utc(first), rollups.as_utc(last)) for inserted, first, last in client.query(
-        "SELECT inserted, first_dt, last_dt FROM event_changes WHERE inserted > {since:DateTime64(3, 'UTC')}",
-        parameters={"since": entry.checked - margin}).result_rows]
+    blocks = rollups.blocks_since(client, entry.checked - margin)
     newest = max([entry.checked, *(inserted for inserted, _, _ in blocks)])
     window = sum(1 for inserted, _, _ in blocks if inserted > newest - margin)
-    unseen = _span([(first, last) for inserted, first, last in blocks if inserted > entry.checked])
+    unseen = rollups.span_of([(first, last) for inserted, first, last in blocks if inserted > entry.checked])
     in_margin = [(first, last) for inserted, first, last in blocks if inserted <= entry.checked]
-    late = _span(in_margin) if len(in_margin) != entry.window else None
+    late = rollups.span_of(in_margin) if len(in_margin) != entry.window else None
     return Changes(newest, window, late.join(unseen) if late else unseen)
-
-
-def _span(times: list[tuple[datetime, datetime]]) -> rollups.Span | None:
-    return rollups.Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
 
 
 Spare = Callable[[], AbstractContextManager[Client | None]]
@@ -168,8 +162,7 @@ class DayCache:
             wait([looked_up])
         found = looked_up.result()  # its error, if any, is raised here
         if found is None:  # no spare client was free
-            known.update(self._stored_then_computed(client, name, report, missing, compute))
-            return
+            found = self._looked_up(client, name, report, missing)
         known.update(found)
         rest = [d for d in missing if d not in found]
         if rest:

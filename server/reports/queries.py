@@ -67,16 +67,17 @@ def _active_users_day(client: Client, report: ReportRange, whole_hours: bool) ->
     return {d: (int(dau), int(wau), int(mau)) for d, dau, wau, mau, *_ in rows if mau}
 
 
+def _day_start_offsets(report: ReportRange, first: date) -> list[timedelta | None]:
+    """The zone's UTC offset at the start of each day from `first` to the day after the range."""
+    zone = ZoneInfo(report.tz)
+    return [datetime.combine(first + timedelta(days=n), time(0), zone).utcoffset()
+            for n in range((report.last_day - first).days + 2)]
+
+
 def whole_hour_days(report: ReportRange) -> bool:
     """Whether every day of the report's zone, lookback included, starts on a whole UTC hour."""
-    zone = ZoneInfo(report.tz)
-    day = report.first_day - timedelta(days=LOOKBACK_DAYS)
-    while day <= report.last_day + timedelta(days=1):
-        offset = datetime.combine(day, time(0), zone).utcoffset()
-        if offset is None or offset.total_seconds() % 3600:
-            return False
-        day += timedelta(days=1)
-    return True
+    return all(offset is not None and not offset.total_seconds() % 3600
+               for offset in _day_start_offsets(report, report.first_day - timedelta(days=LOOKBACK_DAYS)))
 
 
 def _first_seen(name: str, report: ReportRange) -> str:
@@ -141,9 +142,7 @@ def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:
 
 def utc_days(report: ReportRange) -> bool:
     """Whether every day of the report's zone in its range is a UTC day (offset 0)."""
-    zone = ZoneInfo(report.tz)
-    return all(datetime.combine(d, time(0), zone).utcoffset() == timedelta(0)
-               for d in [*report.days(), report.last_day + timedelta(days=1)])
+    return all(offset == timedelta(0) for offset in _day_start_offsets(report, report.first_day))
 
 
 def retention(client: Client, report: ReportRange, period_days: int) -> dict[date, dict[int, int]]:

@@ -218,19 +218,17 @@ class StoredDays:
             watched = {stamp: self._watches[stamp] for stamp in seen_at}
         since = min(stamp - margin if not watch.settled(stamp) else watch.through - margin
                     for stamp, watch in watched.items())
-        blocks = [(as_utc(inserted), as_utc(first), as_utc(last)) for inserted, first, last in client.query(
-            "SELECT inserted, first_dt, last_dt FROM event_changes WHERE inserted > {since:DateTime64(3, 'UTC')}",
-            parameters={"since": since}).result_rows]
+        blocks = blocks_since(client, since)
         newest = max((inserted for inserted, _, _ in blocks), default=None)
         found: dict[datetime, Span | None] = {}
         with self._lock:
             for stamp, read_from in watched.items():
                 watch = self._watches.get(stamp, read_from)
-                span = _span_of([(first, last) for inserted, first, last in blocks if inserted > stamp])
+                span = span_of([(first, last) for inserted, first, last in blocks if inserted > stamp])
                 span = span.join(watch.span) if span else watch.span
                 if not watch.settled(stamp):  # a block stamped in the margin before it that committed later
                     in_margin = [(first, last) for inserted, first, last in blocks if stamp - margin < inserted <= stamp]
-                    late = _span_of(in_margin) if len(in_margin) != seen_at[stamp] else None
+                    late = span_of(in_margin) if len(in_margin) != seen_at[stamp] else None
                     span = late.join(span) if late else span
                 through = max(watch.through, newest) if newest else watch.through
                 self._watches[stamp] = _Watch(span, through)
@@ -241,8 +239,16 @@ class StoredDays:
         return found
 
 
-def _span_of(times: list[tuple[datetime, datetime]]) -> Span | None:
+def span_of(times: list[tuple[datetime, datetime]]) -> Span | None:
+    """The span of (earliest, latest) event times of some blocks; None for none."""
     return Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
+
+
+def blocks_since(client: Client, since: datetime) -> list[tuple[datetime, datetime, datetime]]:
+    """The blocks of `event_changes` stamped after `since`: (inserted, earliest, latest event)."""
+    return [(as_utc(inserted), as_utc(first), as_utc(last)) for inserted, first, last in client.query(
+        "SELECT inserted, first_dt, last_dt FROM event_changes WHERE inserted > {since:DateTime64(3, 'UTC')}",
+        parameters={"since": since}).result_rows]
 
 
 def _watches(client: Client, stamps: set[tuple[datetime, int]]) -> dict[datetime, _Watch]:

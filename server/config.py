@@ -38,6 +38,10 @@ def default_log_dir(clickhouse_url: str) -> str:
     return str(Path.cwd() / "var" / "wal")
 
 
+# The dashboard's funnel (server/web/app.js): its days are stored by default.
+DEFAULT_FUNNELS = "view,start_task,finish_task,pay@3600"
+MAX_STORED_WINDOW_SECONDS = 86_400
+
 # name -> (default, description). The order is the README's order.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "CLICKHOUSE_URL": (
@@ -157,6 +161,12 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "late events; 0 turns it off (reports then compute every day).",
     ),
     "ROLLUP_DAYS": ("400", "How many days back from today the rollup job keeps."),
+    "REPORT_FUNNELS": (
+        DEFAULT_FUNNELS,
+        "Funnels whose finished days the rollup job stores, per user, for each zone of ROLLUP_ZONES "
+        "and all apps and each app (`;`-separated, each `step,step,…@window seconds`, window at most "
+        "86400); `/reports/funnel` with the same steps and window reads them. `none`: no funnel.",
+    ),
     "CLICKHOUSE_HTTP_USER": (
         "default",
         "`/clickhouse/`: the user name ClickHouse clients log in with (the password is READ_TOKEN).",
@@ -226,6 +236,7 @@ class Settings:
     rollup_zones: str = "UTC"
     rollup_interval_seconds: float = 300.0
     rollup_days: int = 400
+    report_funnels: str = DEFAULT_FUNNELS
     clickhouse_http_user: str = "default"
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
@@ -306,6 +317,7 @@ class Settings:
         for zone in self.zones:
             if zone not in available_timezones():
                 raise ConfigError(f"ROLLUP_ZONES: {zone!r} is not an IANA time zone name")
+        parse_funnels(self.report_funnels)  # raises ConfigError naming the variable
         clickhouse_target(self.clickhouse_url)
         parse_write_keys(self.write_keys)  # raises ConfigError naming the variable
         if self.read_token and len(self.read_token) < 8:
@@ -344,6 +356,28 @@ class Settings:
     def zones(self) -> tuple[str, ...]:
         """ROLLUP_ZONES as names, in order, without repeats."""
         return tuple(dict.fromkeys(z.strip() for z in self.rollup_zones.split(",") if z.strip()))
+
+    @property
+    def funnels(self) -> tuple[tuple[tuple[str, ...], int], ...]:
+        """REPORT_FUNNELS as (steps, window seconds), in order, without repeats."""
+        return parse_funnels(self.report_funnels)
+
+
+def parse_funnels(text: str) -> tuple[tuple[tuple[str, ...], int], ...]:
+    """REPORT_FUNNELS is `step,step,…@window;…` (or `none`): (steps, window seconds) pairs."""
+    found: dict[tuple[tuple[str, ...], int], None] = {}
+    for item in (f.strip() for f in text.split(";")):
+        if not item or item == "none":
+            continue
+        steps_text, at, window_text = item.rpartition("@")
+        steps = tuple(s.strip() for s in steps_text.split(","))
+        if not at or not window_text.strip().isdigit() or not 1 <= int(window_text) <= MAX_STORED_WINDOW_SECONDS:
+            raise ConfigError(f"REPORT_FUNNELS: {item!r} must end with @ and a window of 1 to "
+                              f"{MAX_STORED_WINDOW_SECONDS} seconds")
+        if not 2 <= len(steps) <= 10 or not all(steps) or len(set(steps)) != len(steps):
+            raise ConfigError(f"REPORT_FUNNELS: {item!r} must name 2 to 10 different events separated by commas")
+        found[steps, int(window_text)] = None
+    return tuple(found)
 
 
 def parse_write_keys(write_keys: str) -> tuple[tuple[str, bytes], ...]:

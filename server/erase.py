@@ -41,6 +41,10 @@ BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id =
            "users_last": "user = sipHash64({user_id:String})",
            "user_days": "user = sipHash64({user_id:String})",
            "session_spans_v2": "user = sipHash64({user_id:String})"}
+# Tables whose rows mix apps (a key of all apps): the user's rows of every app go. The erasure's
+# change (erase_user.sql) reaches back to the user's first event in any app, so the rollup job
+# stores every day that held them again.
+ANY_APP = {"funnel_days": "user = sipHash64({user_id:String})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0
 
@@ -66,11 +70,14 @@ def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
     params: dict[str, Any] = {"user_id": user_id, "app_id": app_id}
     removed = {table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match} AND {APP}", params)
                for table, match in BY_USER.items()}
+    removed.update({table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match}", params)
+                    for table, match in ANY_APP.items()})
     if any(removed.values()):
-        # One read of the user's events: the buckets and hours to rebuild, and the first day changed.
+        # One read of the user's events: the buckets and hours to rebuild, and the first day
+        # changed (the user's first event in any app: see ANY_APP).
         buckets, hours, first_dt = client.query(
-            "SELECT groupUniqArray(toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), "
-            f"groupUniqArray(toStartOfHour(toDateTime(dt, 'UTC'))), min(dt) FROM events WHERE {BY_USER['events']} AND {APP}",
+            f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {APP}), "
+            f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt) FROM events WHERE {BY_USER['events']}",
             parameters=params).result_rows[0]
         for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
             client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,

@@ -32,7 +32,7 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
-from server.reports import rollups
+from server.reports import funnels, rollups
 from server.reports.cache import DayCache
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class Services:
         with self._rollup_round, self.report_clients.client() as client:
             return rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
                                    merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,
-                                   memory=self.stored_days)
+                                   memory=self.stored_days, funnels=funnels.stored(self.settings.funnels))
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)

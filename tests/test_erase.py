@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
 import httpx
 import orjson
@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from server import db
 from server.app import create_app
-from server.reports import rollups
+from server.reports import funnels, rollups
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.servers import ROOT, free_port, query_in_process, start_server
@@ -64,8 +64,10 @@ def test_an_erased_user_is_in_no_table_and_no_report(admin):
     assert before["sessions"] > 0
     assert admin.get("/reports/daily", params=RANGE).json() == reference.daily(EVENTS, FIRST, LAST, "UTC")  # cached
     # The rollup job's days stored too (server/reports/rollups.py): the erasure must make them go.
+    stored_funnels = funnels.stored(admin.app.state.services.settings.funnels)  # the dashboard's, by default
     assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
-                           memory=admin.app.state.services.stored_days).days > 0
+                           memory=admin.app.state.services.stored_days, funnels=stored_funnels).days > 0
+    assert rows_of(client, user)["funnel_days"] > 0
     r = admin.delete(f"/users/{user}", headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 200, r.text
     assert r.json()["removed"]["events"] == sum(1 for e in EVENTS if e["user_id"] == user)
@@ -76,6 +78,8 @@ def test_an_erased_user_is_in_no_table_and_no_report(admin):
     assert admin.get("/reports/revenue", params=RANGE).json() == reference.revenue(rest, FIRST, LAST, "UTC")
     retention = admin.get("/reports/retention", params={**RANGE, "period": "day"}).json()["cohorts"]
     assert retention == reference.retention(rest, FIRST, LAST, "UTC", "day")
+    funnel = admin.get("/reports/funnel", params={**RANGE, "steps": ",".join(reference.STEPS), "window": "3600"}).json()
+    assert [step["users"] for step in funnel["steps"]] == reference.funnel(rest, FIRST, LAST, "UTC", reference.STEPS, 3600)
     counts = admin.get("/reports/events", params=RANGE).json()
     assert sum(c["events"] for c in counts) == sum(
         1 for e in rest if reference.day_bounds(FIRST, LAST, "UTC")[0] <= e["dt"] < reference.day_bounds(FIRST, LAST, "UTC")[1])
@@ -91,6 +95,32 @@ def test_one_app_of_a_user(admin):
     assert r.json()["removed"]["events"] == sum(1 for e in EVENTS if e["user_id"] == user and e["app_id"] == app)
     rest = [e for e in EVENTS if not (e["user_id"] == user and e["app_id"] == app)]
     assert admin.get("/reports/daily", params=RANGE).json() == reference.daily(rest, FIRST, LAST, "UTC")
+
+
+def test_one_app_of_a_user_in_two_apps_leaves_the_other_in_stored_funnels(admin):
+    """The stored funnel days of all apps hold the user's level from both apps: the erasure
+    deletes the user's rows there and makes each day from their first event in any app stored
+    again, so their level in the other app, earlier, still counts."""
+    client = admin.app.state.services.query_client
+    day = int(datetime(2025, 3, 4, 10, tzinfo=UTC).timestamp())
+    both = [{"user_id": "two-apps", "app_id": "a1", "event": "view", "dt": day},
+            {"user_id": "two-apps", "app_id": "a1", "event": "start_task", "dt": day + 60},
+            {"user_id": "two-apps", "app_id": "a2", "event": "view", "dt": day + 2 * 86400}]
+    assert admin.post("/events", json=both).status_code == 202
+    everything = EVENTS + both
+    steps = {**RANGE, "steps": ",".join(reference.STEPS), "window": "3600"}
+    stored_funnels = funnels.stored(admin.app.state.services.settings.funnels)
+    assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
+                           memory=admin.app.state.services.stored_days, funnels=stored_funnels).days > 0
+    assert [s["users"] for s in admin.get("/reports/funnel", params=steps).json()["steps"]] == reference.funnel(
+        everything, FIRST, LAST, "UTC", reference.STEPS, 3600)
+    r = admin.delete("/users/two-apps", params={"app_id": "a2"}, headers={"X-Admin-Token": ADMIN})
+    assert r.json()["removed"]["funnel_days"] > 0
+    rest = EVENTS + both[:2]
+    expected = reference.funnel(rest, FIRST, LAST, "UTC", reference.STEPS, 3600)
+    assert [s["users"] for s in admin.get("/reports/funnel", params=steps).json()["steps"]] == expected
+    assert [s["users"] for s in admin.get("/reports/funnel", params=steps, headers={"Cache-Control": "no-cache"}).json()[
+        "steps"]] == expected
 
 
 def test_only_the_admin_token_erases(make_settings, admin):

@@ -24,6 +24,9 @@ ALTER TABLE users_last DELETE WHERE user = sipHash64({user_id:String}) AND ({app
 SETTINGS mutations_sync = 2;
 ALTER TABLE user_days DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
+-- The configured funnels' stored days: the user's rows of every key, whichever app (a key of
+-- all apps mixes them); step 3's change makes every day from the user's first event stored again.
+ALTER TABLE funnel_days DELETE WHERE user = sipHash64({user_id:String}) SETTINGS mutations_sync = 2;
 --
 -- 2. The rollups that hold no user, only counts and user sets: their buckets that held the
 --    user's events are rebuilt from what `events` holds now, with the views' own SELECTs
@@ -53,6 +56,6 @@ GROUP BY hour, event, app_id, country, is_bot
 SETTINGS insert_deduplicate = 0;
 --
 -- 3. A change for the reports' cache of finished days (server/reports/cache.py): the days from
---    the user's first event on are computed again.
+--    the user's first event on (in any app: {first_dt}) are computed again.
 INSERT INTO event_changes (inserted, first_dt, rows)
 VALUES (now64(3, 'UTC'), {first_dt:DateTime64(3, 'UTC')}, {rows:UInt64});

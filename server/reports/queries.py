@@ -129,11 +129,22 @@ def ratio(client: Client, report: ReportRange, numerator: str, denominator: str)
 
 def funnel(client: Client, report: ReportRange, steps: list[str], window_seconds: int) -> list[int]:
     """Users reaching each step (at least that far along), in step order."""
+    text, params = with_steps("funnel", steps)
+    return reached(steps, _rows(client, "funnel", report, text, window=window_seconds, **params))
+
+
+def with_steps(name: str, steps: list[str]) -> tuple[str, dict[str, object]]:
+    """A funnel's SQL with its {{STEP_CONDITIONS}} (`event = {step0:String}, …`: placeholders
+    only, the names are bound), and the steps' parameters."""
     conditions = ", ".join(f"event = {{step{i}:String}}" for i in range(len(steps)))
-    text = sql("funnel").replace("{{STEP_CONDITIONS}}", conditions)
-    steps_params = {f"step{i}": step for i, step in enumerate(steps)}
-    levels = dict(_rows(client, "funnel", report, text, window=window_seconds, steps=steps, **steps_params))
-    return [sum(users for level, users in levels.items() if level >= n) for n in range(1, len(steps) + 1)]
+    return sql(name).replace("{{STEP_CONDITIONS}}", conditions), {
+        "steps": steps, **{f"step{i}": step for i, step in enumerate(steps)}}
+
+
+def reached(steps: list[str], levels: list[tuple[Any, ...]]) -> list[int]:
+    """Users per furthest level as users reaching each step (at least that far along)."""
+    found = dict(levels)
+    return [sum(users for level, users in found.items() if level >= n) for n in range(1, len(steps) + 1)]
 
 
 def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -51,11 +51,15 @@ REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {
 REACH = {"active_users": (0, 29), "new_users": (0, None), "total_users": (0, None), "revenue": (0, 0),
          "session_durations": (1, 1)}
 DEFAULT_REACH: tuple[int, int | None] = (1, None)
+# A configured funnel's days (server/reports/funnels.py) are named FUNNEL_PREFIX + steps@window.
+FUNNEL_PREFIX = "funnel:"
 MAX_AGE_HOURS = 20
 CHANGES_MARGIN_SECONDS = 120
 # Days computed by one query of the job: active users' mask holds 35; session length's query
 # holds a piece's spans per user in memory (~127 MB for 30 days at 10 M demo events), so smaller.
+# A funnel's query holds a piece's step times per user and day (~10 bytes an event), so 7 too.
 PIECE_DAYS = {"active_users": 35, "session_durations": 7}
+FUNNEL_PIECE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,25 @@ class Span:
         return self if other is None else Span(min(self.first, other.first), max(self.last, other.last))
 
 
+def funnel_name(steps: Iterable[str], window: int) -> str:
+    return f"{FUNNEL_PREFIX}{','.join(steps)}@{window}"
+
+
+def reach(name: str) -> tuple[int, int | None]:
+    """REACH of a report; a funnel's chains begun on a day end up to its window after the day
+    (an hour more: a day of a DST change may be 23 hours long), so an event changes the days
+    before it that far back, and none after."""
+    if name.startswith(FUNNEL_PREFIX):
+        window = int(name.rpartition("@")[2])
+        return -(-(window + 3600) // 86400), 0
+    return REACH.get(name, DEFAULT_REACH)
+
+
 def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
     """Whether a day of the report (in zone `tz`) may have changed with the blocks of `span`."""
     if span is None:
         return lambda day: False
-    back, forward = REACH.get(name, DEFAULT_REACH)
+    back, forward = reach(name)
     zone = ZoneInfo(tz)
     low = span.first.astimezone(zone).date() - timedelta(days=back)
     if forward is None:
@@ -84,7 +102,8 @@ def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
 
 def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
     """The stored key of a report's days, or None when the job does not store them."""
-    if name not in REPORTS or report.country or report.event or report.bots or report.tz not in zones:
+    stored = name in REPORTS or name.startswith(FUNNEL_PREFIX)
+    if not stored or report.country or report.event or report.bots or report.tz not in zones:
         return None
     return f"{report.tz}|{report.app_id}"
 
@@ -293,7 +312,7 @@ class Refreshed:
 def finished_through(name: str, tz: str, now: datetime) -> date:
     """The last finished day of a report in a zone: before today, before yesterday where a day
     reaches back (today's events change it)."""
-    return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + REACH.get(name, DEFAULT_REACH)[0])
+    return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1 + reach(name)[0])
 
 
 # Tables of a row per user that today's values read whole (new users, active users): kept in one
@@ -309,14 +328,16 @@ CURRENT_MONTH_TABLES = ("session_spans_v2", "user_days")
 
 
 def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = False,
-            stopping: Callable[[], bool] = lambda: False, memory: StoredDays | None = None) -> Refreshed:
+            stopping: Callable[[], bool] = lambda: False, memory: StoredDays | None = None,
+            funnels: Mapping[str, Callable[[Client, ReportRange], dict[date, Any]]] | None = None) -> Refreshed:
     """Store every finished day of the last `keep_days` that is missing or no longer true, for
     each report of REPORTS, zone, and all apps and each app; first, with `merge` (one node: not
     a cluster's Distributed tables), merge each of PER_USER_TABLES into one part and the current
     month of CURRENT_MONTH_TABLES. When
     `stopping()` turns true (the server stops), the round ends before its next report key (well
     under a second at 10 M demo events) and stores nothing: the next round computes it again.
-    `memory`: the server's StoredDays, which the rows stored are added to."""
+    `memory`: the server's StoredDays, which the rows stored are added to. `funnels`: the
+    configured funnels' days, by name (server/reports/funnels.py `stored`), stored as the reports'."""
     zones = tuple(zones)
     if memory is None:
         memory = StoredDays(zones)
@@ -334,7 +355,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
         # Days after the latest event have no value (active users: after its MAU window): not stored.
         last_data_day = as_utc(latest).astimezone(ZoneInfo(tz)).date()
         for app_id in apps:
-            for name, compute in REPORTS.items():
+            for name, compute in {**REPORTS, **(funnels or {})}.items():
                 keys += 1
                 windows = timedelta(days=LOOKBACK_DAYS if name == "active_users" else 0)
                 last = min(finished_through(name, tz, now), last_data_day + windows)
@@ -373,7 +394,8 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
     rows: list[list[Any]] = []
     while missing:
         start = missing[0]
-        run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS.get(name, 35))]
+        piece_days = PIECE_DAYS.get(name, FUNNEL_PIECE_DAYS if name.startswith(FUNNEL_PREFIX) else 35)
+        run = [d for d in missing if d < start + timedelta(days=piece_days)]
         piece = ReportRange(start, run[-1], whole.tz, app_id=whole.app_id)
         missing = missing[len(run):]
         began, seen = client.query(

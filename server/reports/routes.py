@@ -18,7 +18,7 @@ from server.auth import read_protected
 from server.bodies import read_decoded_body
 from server.errors import BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
-from server.reports import queries
+from server.reports import funnels, queries
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
 from server.responses import json_response
 from server.state import services
@@ -152,11 +152,20 @@ def window_seconds(text: str | None) -> int:
     return value
 
 
+def _funnel(request: Request) -> Callable[[Any, ReportRange, list[str], int], list[int]]:
+    """The funnel's query, from the days the rollup job stored where the funnel is configured."""
+    found = services(request)
+
+    def query(client: Any, report: ReportRange, steps: list[str], window: int) -> list[int]:
+        return funnels.funnel(client, report, steps, window, found.stored_days, found.settings.funnels)
+    return query
+
+
 async def funnel(request: Request) -> Response:
     report = report_range(request.query_params)
     steps = funnel_steps(request.query_params.get("steps"))
     window = window_seconds(request.query_params.get("window"))
-    reached = await _whole(request, "funnel", queries.funnel, report, steps, window)
+    reached = await _whole(request, "funnel", _funnel(request), report, steps, window)
     first = reached[0]
     body = [
         {"step": step, "users": users, "conversion": round(users / first, 6) if first else 0.0}

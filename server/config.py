@@ -41,6 +41,11 @@ def default_log_dir(clickhouse_url: str) -> str:
 # The dashboard's funnel (server/web/app.js): its days are stored by default.
 DEFAULT_FUNNELS = "view,start_task,finish_task,pay@3600"
 MAX_STORED_WINDOW_SECONDS = 86_400
+# The columns /reports/breakdown counts visitors by (server/reports/routes.py), and those whose
+# days the rollup job stores by default (the dashboard's first choices).
+BREAKDOWN_COLUMNS = ("browser", "os", "device_type", "country", "referrer_domain", "utm_source", "utm_medium",
+                     "utm_campaign", "screen", "event", "app_id")
+DEFAULT_BREAKDOWNS = "referrer_domain,utm_source,country"
 
 # name -> (default, description). The order is the README's order.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
@@ -167,6 +172,13 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "and all apps and each app (`;`-separated, each `step,step,…@window seconds`, window at most "
         "86400); `/reports/funnel` with the same steps and window reads them. `none`: no funnel.",
     ),
+    "REPORT_BREAKDOWNS": (
+        DEFAULT_BREAKDOWNS,
+        "Columns whose finished days of visitors and events per value the rollup job stores, per "
+        "user, for each zone of ROLLUP_ZONES and all apps and each app (comma-separated, of "
+        "`/reports/breakdown`'s `by`); a breakdown by one of them without an `event` reads them. "
+        "`none`: no column.",
+    ),
     "CLICKHOUSE_HTTP_USER": (
         "default",
         "`/clickhouse/`: the user name ClickHouse clients log in with (the password is READ_TOKEN).",
@@ -237,6 +249,7 @@ class Settings:
     rollup_interval_seconds: float = 300.0
     rollup_days: int = 400
     report_funnels: str = DEFAULT_FUNNELS
+    report_breakdowns: str = DEFAULT_BREAKDOWNS
     clickhouse_http_user: str = "default"
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
@@ -318,6 +331,7 @@ class Settings:
             if zone not in available_timezones():
                 raise ConfigError(f"ROLLUP_ZONES: {zone!r} is not an IANA time zone name")
         parse_funnels(self.report_funnels)  # raises ConfigError naming the variable
+        self.breakdowns  # noqa: B018 (raises ConfigError naming the variable)
         clickhouse_target(self.clickhouse_url)
         parse_write_keys(self.write_keys)  # raises ConfigError naming the variable
         if self.read_token and len(self.read_token) < 8:
@@ -356,6 +370,15 @@ class Settings:
     def zones(self) -> tuple[str, ...]:
         """ROLLUP_ZONES as names, in order, without repeats."""
         return tuple(dict.fromkeys(z.strip() for z in self.rollup_zones.split(",") if z.strip()))
+
+    @property
+    def breakdowns(self) -> tuple[str, ...]:
+        """REPORT_BREAKDOWNS as column names, in order, without repeats."""
+        found = tuple(dict.fromkeys(c.strip() for c in self.report_breakdowns.split(",") if c.strip() not in ("", "none")))
+        for column in found:
+            if column not in BREAKDOWN_COLUMNS:
+                raise ConfigError(f"REPORT_BREAKDOWNS: {column!r} is not one of {', '.join(BREAKDOWN_COLUMNS)}")
+        return found
 
     @property
     def funnels(self) -> tuple[tuple[tuple[str, ...], int], ...]:

@@ -44,7 +44,7 @@ BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id =
 # Tables whose rows mix apps (a key of all apps): the user's rows of every app go. The erasure's
 # change (erase_user.sql) reaches back to the user's first event in any app, so the rollup job
 # stores every day that held them again.
-ANY_APP = {"funnel_days": "user = sipHash64({user_id:String})"}
+ANY_APP = {"funnel_days": "user = sipHash64({user_id:String})", "breakdown_days": "user = sipHash64({user_id:String})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0
 

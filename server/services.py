@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
-from server.reports import funnels, rollups
+from server.reports import breakdowns, funnels, rollups
 from server.reports.cache import DayCache
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,11 @@ class Services:
         with self._rollup_round, self.report_clients.client() as client:
             return rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
                                    merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,
-                                   memory=self.stored_days, funnels=funnels.stored(self.settings.funnels))
+                                   memory=self.stored_days, more=self.stored_reports())
+
+    def stored_reports(self) -> dict[str, Callable[[Client, Any], dict[Any, Any]]]:
+        """The configured funnels' and breakdowns' days, as reports of the rollup job."""
+        return {**funnels.stored(self.settings.funnels), **breakdowns.stored(self.settings.breakdowns)}
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)

@@ -74,7 +74,8 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
                         (6, "exactly_once"), (7, "enrichment"), (8, "user_hours"), (9, "session_spans"),
                         (10, "imports"), (11, "event_changes"), (12, "users_first"), (13, "session_spans_v2"),
                         (14, "report_days"), (15, "users_last"),
-                        (16, "event_changes_last"), (17, "user_days"), (18, "funnel_days")]
+                        (16, "event_changes_last"), (17, "user_days"), (18, "funnel_days"),
+                        (19, "breakdown_days")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):

@@ -24,9 +24,11 @@ ALTER TABLE users_last DELETE WHERE user = sipHash64({user_id:String}) AND ({app
 SETTINGS mutations_sync = 2;
 ALTER TABLE user_days DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
--- The configured funnels' stored days: the user's rows of every key, whichever app (a key of
--- all apps mixes them); step 3's change makes every day from the user's first event stored again.
+-- The configured funnels' and breakdowns' stored days: the user's rows of every key, whichever
+-- app (a key of all apps mixes them); step 3's change makes every day from the user's first
+-- event stored again.
 ALTER TABLE funnel_days DELETE WHERE user = sipHash64({user_id:String}) SETTINGS mutations_sync = 2;
+ALTER TABLE breakdown_days DELETE WHERE user = sipHash64({user_id:String}) SETTINGS mutations_sync = 2;
 --
 -- 2. The rollups that hold no user, only counts and user sets: their buckets that held the
 --    user's events are rebuilt from what `events` holds now, with the views' own SELECTs

@@ -5,7 +5,7 @@
 -- its own day and those back to the day of its time less the window. {{STEP_CONDITIONS}} as in
 -- funnel.sql; {step0} is the first step.
 INSERT INTO funnel_days (funnel, key, day, batch, user, level)
-SELECT {funnel:String}, {key:String}, day, {batch:UInt64}, user, level
+SELECT {name:String}, {key:String}, day, {batch:UInt64}, user, level
 FROM
 (
     SELECT day, sipHash64(user_id) AS user,

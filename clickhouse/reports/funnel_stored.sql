@@ -1,8 +1,8 @@
 -- A configured funnel over a range from its stored days (funnel_days.sql) and the others at once:
 -- per user, the highest level of the stored days' rows ({batches}: each day's batch of rows) and
 -- of the chains whose first step is on a day not stored, from the first such day ({live_ms}) to
--- the range's end (the stored days' first steps left out: their chains are in the rows). Then
--- users per level, as funnel.sql. {{STEP_CONDITIONS}} as there.
+-- the range's end ({stored_days}: the stored days after it, whose first steps are left out:
+-- their chains are in the rows). Then users per level, as funnel.sql. {{STEP_CONDITIONS}} as there.
 SELECT reached, count() AS users
 FROM
 (
@@ -11,7 +11,7 @@ FROM
     (
         SELECT user, level
         FROM funnel_days
-        WHERE funnel = {funnel:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
+        WHERE funnel = {name:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
           AND (day, batch) IN {batches:Array(Tuple(Date, UInt64))}
         UNION ALL
         SELECT sipHash64(user_id) AS user,

@@ -20,10 +20,8 @@ outside ROLLUP_ZONES are computed from `events` (reports/funnel.sql).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -34,19 +32,12 @@ from server.reports.params import ReportRange
 
 def stored(funnels: Iterable[tuple[tuple[str, ...], int]]) -> dict[str, Callable[[Client, ReportRange], dict[date, Any]]]:
     """The configured funnels as reports of the rollup job: name -> what stores a piece's days."""
-    return {rollups.funnel_name(steps, window): _storer(list(steps), window) for steps, window in funnels}
-
-
-def _storer(steps: list[str], window: int) -> Callable[[Client, ReportRange], dict[date, Any]]:
-    def store(client: Client, piece: ReportRange) -> dict[date, Any]:
-        """Insert the piece's levels as one new batch; each day's value is the batch."""
-        batch = secrets.randbits(63)
-        text, params = queries.with_steps("funnel_days", steps)
-        client.command(text, parameters={
-            **piece.parameters(), **params, "window": window, "batch": batch,
-            "funnel": rollups.funnel_name(steps, window), "key": f"{piece.tz}|{piece.app_id}"})
-        return {d: batch for d in piece.days()}
-    return store
+    found = {}
+    for steps, window in funnels:
+        text, params = queries.with_steps("funnel_days", list(steps))
+        name = rollups.funnel_name(steps, window)
+        found[name] = rollups.row_storer(text, name, window=window, **params)
+    return found
 
 
 def funnel(client: Client, report: ReportRange, steps: list[str], window: int, memory: rollups.StoredDays,
@@ -54,17 +45,9 @@ def funnel(client: Client, report: ReportRange, steps: list[str], window: int, m
     """Users reaching each step, in step order: from the stored days where the funnel is
     configured and they are stored, else (and for the other days) from `events`."""
     name = rollups.funnel_name(steps, window)
-    last = min(report.last_day - timedelta(days=rollups.reach(name)[0]),
-               rollups.finished_through(name, report.tz, datetime.now(UTC)))
-    batches: dict[date, Any] = {}
-    if (tuple(steps), window) in set(configured) and rollups.key(name, report, memory.zones) and last >= report.first_day:
-        batches = memory.days(client, name, replace(report, last_day=last))
-    if not batches:
+    found = rollups.stored_batches(client, memory, name, report) if (tuple(steps), window) in set(configured) else None
+    if found is None:
         return queries.funnel(client, report, steps, window)
-    live = [d for d in report.days() if d not in batches]
     text, params = queries.with_steps("funnel_stored", steps)
-    levels = client.query(text, parameters={
-        **report.parameters(), **params, "window": window, "funnel": name, "key": f"{report.tz}|{report.app_id}",
-        "batches": sorted(batches.items()), "stored_days": sorted(batches),
-        "live_ms": report.day_start_ms(live[0]) if live else report.end_ms}).result_rows
+    levels = client.query(text, parameters={**report.parameters(), **params, **found, "window": window}).result_rows
     return queries.reached(steps, [tuple(row) for row in levels])

@@ -171,9 +171,15 @@ def retention(client: Client, report: ReportRange, period_days: int) -> dict[dat
 
 def breakdown(client: Client, report: ReportRange, by: str, limit: int) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
     """The top `limit` values of column `by` as (value, visitors, events), and (visitors, events) of the rest."""
+    return ranked(_rows(client, "breakdown", report, by=by, limit=limit))
+
+
+def ranked(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
+    """breakdown.sql's rows (value, visitors, events, whether the rest) as the top values, in
+    order, and (visitors, events) of the rest."""
     top: list[tuple[str, int, int]] = []
     rest = (0, 0)
-    for value, visitors, events, is_rest in _rows(client, "breakdown", report, by=by, limit=limit):
+    for value, visitors, events, is_rest in rows:
         if is_rest:
             rest = (int(visitors), int(events))
         else:

@@ -20,10 +20,11 @@ today's values change with every event, so they are always computed.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,15 +52,19 @@ REPORTS: dict[str, Callable[[Client, ReportRange], dict[date, Any]]] = {
 REACH = {"active_users": (0, 29), "new_users": (0, None), "total_users": (0, None), "revenue": (0, 0),
          "session_durations": (1, 1)}
 DEFAULT_REACH: tuple[int, int | None] = (1, None)
-# A configured funnel's days (server/reports/funnels.py) are named FUNNEL_PREFIX + steps@window.
+# A configured funnel's days (server/reports/funnels.py) are named FUNNEL_PREFIX + steps@window,
+# a configured breakdown's (server/reports/breakdowns.py) BREAKDOWN_PREFIX + column: their values
+# are batches of per-user rows in a table of their own.
 FUNNEL_PREFIX = "funnel:"
+BREAKDOWN_PREFIX = "breakdown:"
 MAX_AGE_HOURS = 20
 CHANGES_MARGIN_SECONDS = 120
 # Days computed by one query of the job: active users' mask holds 35; session length's query
 # holds a piece's spans per user in memory (~127 MB for 30 days at 10 M demo events), so smaller.
-# A funnel's query holds a piece's step times per user and day (~10 bytes an event), so 7 too.
+# A funnel's query holds a piece's step times per user and day (~10 bytes an event), so 7 too;
+# a breakdown's its (value, user) pairs.
 PIECE_DAYS = {"active_users": 35, "session_durations": 7}
-FUNNEL_PIECE_DAYS = 7
+ROWS_PIECE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ def reach(name: str) -> tuple[int, int | None]:
     if name.startswith(FUNNEL_PREFIX):
         window = int(name.rpartition("@")[2])
         return -(-(window + 3600) // 86400), 0
+    if name.startswith(BREAKDOWN_PREFIX):
+        return 0, 0
     return REACH.get(name, DEFAULT_REACH)
 
 
@@ -102,7 +109,7 @@ def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
 
 def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
     """The stored key of a report's days, or None when the job does not store them."""
-    stored = name in REPORTS or name.startswith(FUNNEL_PREFIX)
+    stored = name in REPORTS or name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX))
     if not stored or report.country or report.event or report.bots or report.tz not in zones:
         return None
     return f"{report.tz}|{report.app_id}"
@@ -258,6 +265,36 @@ class StoredDays:
         return found
 
 
+def row_storer(sql_text: str, name: str, **params: object) -> Callable[[Client, ReportRange], dict[date, Any]]:
+    """The job's computation of a funnel's or breakdown's days: `sql_text` inserts a piece's
+    per-user rows as one new batch ({batch}, under {name} and {key}); each day's value is the batch."""
+    def store(client: Client, piece: ReportRange) -> dict[date, Any]:
+        batch = secrets.randbits(63)
+        client.command(sql_text, parameters={**piece.parameters(), **params, "batch": batch, "name": name,
+                                             "key": f"{piece.tz}|{piece.app_id}"})
+        return {d: batch for d in piece.days()}
+    return store
+
+
+def stored_batches(client: Client, memory: StoredDays, name: str, report: ReportRange) -> dict[str, object] | None:
+    """The parameters of a query over the batches of per-user rows stored for `report`'s days
+    (funnel_stored.sql, breakdown_stored.sql): {batches} as (day, batch); {live_ms}, the start
+    of the first day not stored (the range's end if none), and {stored_days}, those after it
+    (usually none: a test per event of a list of 30 days costs a funnel ~4 ms at 10 M demo
+    events); None when no day is stored. A day is looked up only when its rows need no event
+    after the range's end."""
+    last = min(report.last_day - timedelta(days=reach(name)[0]), finished_through(name, report.tz, datetime.now(UTC)))
+    if key(name, report, memory.zones) is None or last < report.first_day:
+        return None
+    batches = memory.days(client, name, replace(report, last_day=last))
+    if not batches:
+        return None
+    live = [d for d in report.days() if d not in batches]
+    return {"name": name, "key": f"{report.tz}|{report.app_id}", "batches": sorted(batches.items()),
+            "stored_days": sorted(d for d in batches if live and d > live[0]),
+            "live_ms": report.day_start_ms(live[0]) if live else report.end_ms}
+
+
 def span_of(times: list[tuple[datetime, datetime]]) -> Span | None:
     """The span of (earliest, latest) event times of some blocks; None for none."""
     return Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
@@ -329,15 +366,16 @@ CURRENT_MONTH_TABLES = ("session_spans_v2", "user_days")
 
 def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = False,
             stopping: Callable[[], bool] = lambda: False, memory: StoredDays | None = None,
-            funnels: Mapping[str, Callable[[Client, ReportRange], dict[date, Any]]] | None = None) -> Refreshed:
+            more: Mapping[str, Callable[[Client, ReportRange], dict[date, Any]]] | None = None) -> Refreshed:
     """Store every finished day of the last `keep_days` that is missing or no longer true, for
     each report of REPORTS, zone, and all apps and each app; first, with `merge` (one node: not
     a cluster's Distributed tables), merge each of PER_USER_TABLES into one part and the current
     month of CURRENT_MONTH_TABLES. When
     `stopping()` turns true (the server stops), the round ends before its next report key (well
     under a second at 10 M demo events) and stores nothing: the next round computes it again.
-    `memory`: the server's StoredDays, which the rows stored are added to. `funnels`: the
-    configured funnels' days, by name (server/reports/funnels.py `stored`), stored as the reports'."""
+    `memory`: the server's StoredDays, which the rows stored are added to. `more`: the configured
+    funnels' and breakdowns' days, by name (`funnels.stored`, `breakdowns.stored`), stored as
+    the reports' are."""
     zones = tuple(zones)
     if memory is None:
         memory = StoredDays(zones)
@@ -355,7 +393,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
         # Days after the latest event have no value (active users: after its MAU window): not stored.
         last_data_day = as_utc(latest).astimezone(ZoneInfo(tz)).date()
         for app_id in apps:
-            for name, compute in {**REPORTS, **(funnels or {})}.items():
+            for name, compute in {**REPORTS, **(more or {})}.items():
                 keys += 1
                 windows = timedelta(days=LOOKBACK_DAYS if name == "active_users" else 0)
                 last = min(finished_through(name, tz, now), last_data_day + windows)
@@ -394,7 +432,7 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
     rows: list[list[Any]] = []
     while missing:
         start = missing[0]
-        piece_days = PIECE_DAYS.get(name, FUNNEL_PIECE_DAYS if name.startswith(FUNNEL_PREFIX) else 35)
+        piece_days = PIECE_DAYS.get(name, ROWS_PIECE_DAYS if name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX)) else 35)
         run = [d for d in missing if d < start + timedelta(days=piece_days)]
         piece = ReportRange(start, run[-1], whole.tz, app_id=whole.app_id)
         missing = missing[len(run):]

@@ -16,9 +16,10 @@ from starlette.routing import Route
 
 from server.auth import read_protected
 from server.bodies import read_decoded_body
+from server.config import BREAKDOWN_COLUMNS
 from server.errors import BadBody, Unavailable, first_line
 from server.ingest.parse import parse_json
-from server.reports import funnels, queries
+from server.reports import breakdowns, funnels, queries
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
 from server.responses import json_response
 from server.state import services
@@ -218,8 +219,6 @@ async def revenue(request: Request) -> Response:
     return json_response(body)
 
 
-BREAKDOWN_COLUMNS = ("browser", "os", "device_type", "country", "referrer_domain", "utm_source", "utm_medium",
-                     "utm_campaign", "screen", "event", "app_id")
 MAX_BREAKDOWN_LIMIT = 100
 
 
@@ -231,7 +230,12 @@ async def breakdown(request: Request) -> Response:
     text = request.query_params.get("limit", "10")
     if not text.isdigit() or not 1 <= int(text) <= MAX_BREAKDOWN_LIMIT:
         raise BadParameter("limit", f"must be a whole number from 1 to {MAX_BREAKDOWN_LIMIT}, got {text[:40]!r}")
-    top, (rest_visitors, rest_events) = await _whole(request, "breakdown", queries.breakdown, report, by, int(text))
+    found = services(request)
+
+    def query(client: Any, report: ReportRange, by: str, limit: int) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
+        return breakdowns.breakdown(client, report, by, limit, found.stored_days, found.settings.breakdowns)
+
+    top, (rest_visitors, rest_events) = await _whole(request, "breakdown", query, report, by, int(text))
     return json_response({
         "by": by,
         "values": [{"value": value, "visitors": visitors, "events": events} for value, visitors, events in top],

@@ -1,10 +1,12 @@
-"""Configured funnels from the rollup job's stored days (server/reports/funnels.py): the answer
-equals the Python reference in UTC and a DST zone, for all apps and one, over ranges that end on
-any day; the stored rows are what is read; a late event that extends a chain begun on a stored
-day makes that day computed again; a funnel not configured is computed from events."""
+"""Configured funnels and breakdowns from the rollup job's per-user rows of stored days
+(server/reports/funnels.py, breakdowns.py): the answers equal the Python reference in UTC and a
+DST zone, for all apps and one, over ranges that end on any day; the stored rows are what is
+read; a late event makes the stored days it touches computed again (for a funnel, the day a chain
+it extends began on); a funnel or column not configured, or a filter, is computed from events."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +14,7 @@ import pytest
 
 from server import db
 from server.app import create_app
-from server.reports import funnels, rollups
+from server.reports import rollups
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.reports.test_rollups import NO_CACHE, memory_of, post
@@ -21,10 +23,11 @@ FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
 ZONES = ("UTC", "America/New_York")  # New York changes to DST on 2025-03-09
 STEPS = ["view", "start_task", "finish_task", "pay"]
 CONFIGURED = "view,start_task,finish_task,pay@3600;view,start_task@600"
+COLUMNS = "country,event"
 
 # In each zone, a chain begun at 23:50 on 9 March that goes on at 00:05 on the 10th.
 ACROSS_MIDNIGHT = [
-    {"user_id": f"midnight-{tz}", "app_id": "a1", "country": "DE", "event": name,
+    {"user_id": f"midnight-{tz}", "app_id": "a1", "country": "FR", "event": name,
      "dt": int(datetime.combine(date(2025, 3, 9) + timedelta(days=day), time(hour, minute), ZoneInfo(tz)).timestamp())}
     for tz in ZONES for name, day, hour, minute in (("view", 0, 23, 50), ("start_task", 1, 0, 5))]
 
@@ -32,9 +35,9 @@ ACROSS_MIDNIGHT = [
 @pytest.fixture
 def stored(make_settings):
     """An app with generated events (sessions near midnight: chains that cross it) and every
-    finished day of the configured funnels stored."""
+    finished day of the configured funnels and breakdowns stored."""
     events = reference.generate(seed=29, first_day=FIRST, days=14, users=40) + ACROSS_MIDNIGHT
-    settings = make_settings(rollup_zones=",".join(ZONES), report_funnels=CONFIGURED)
+    settings = make_settings(rollup_zones=",".join(ZONES), report_funnels=CONFIGURED, report_breakdowns=COLUMNS)
     with SettlingClient(create_app(settings)) as api:
         post(api, events)
         client = db.connect(settings)
@@ -45,9 +48,8 @@ def stored(make_settings):
 
 def store(api, client) -> int:
     """One round of the rollup job, with the server's configured funnels; the days stored."""
-    settings = api.app.state.services.settings
     return rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api),
-                           funnels=funnels.stored(settings.funnels)).days
+                           more=api.app.state.services.stored_reports()).days
 
 
 def answer(api, first: date, last: date, tz: str, steps: list[str], window: int, **extra: str) -> list[int]:
@@ -58,14 +60,35 @@ def answer(api, first: date, last: date, tz: str, steps: list[str], window: int,
     return [step["users"] for step in r.json()["steps"]]
 
 
-def stored_levels(client) -> int:
-    return client.query("SELECT count() FROM funnel_days").result_rows[0][0]
+def stored_rows(client, table: str) -> int:
+    return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
+
+
+def breakdown(api, first: date, last: date, tz: str, by: str, limit: int, **extra: str) -> dict:
+    query = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz, "by": by, "limit": str(limit), **extra}
+    r = api.get("/reports/breakdown", params=query, headers=NO_CACHE)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def breakdown_reference(events: list[dict], first: date, last: date, tz: str, by: str, limit: int) -> dict:
+    start, end = reference.day_bounds(first, last, tz)
+    users: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for e in events:
+        if start <= e["dt"] < end:
+            users[e[by]].add(e["user_id"])
+            counts[e[by]] += 1
+    ranked = sorted(users, key=lambda v: (-len(users[v]), -counts[v], v))
+    rest = ranked[limit:]
+    return {"by": by, "values": [{"value": v, "visitors": len(users[v]), "events": counts[v]} for v in ranked[:limit]],
+            "other": {"visitors": len(set().union(*(users[v] for v in rest))), "events": sum(counts[v] for v in rest)}}
 
 
 @pytest.mark.parametrize("tz", ZONES)
 def test_configured_funnels_from_stored_days_equal_the_reference(stored, tz):
     api, client, events = stored
-    assert stored_levels(client) > 0
+    assert stored_rows(client, "funnel_days") > 0
     a1 = [e for e in events if e["app_id"] == "a1"]
     # Whole range, a range ending on 9 March (chains begun that day are cut at its end, though
     # the stored day's rows reach past it: ACROSS_MIDNIGHT), and one starting mid-way.
@@ -114,6 +137,43 @@ def test_a_late_step_after_midnight_recomputes_the_stored_day_its_chain_began_on
     assert answer(api, FIRST, LAST, "UTC", STEPS, 3600) == expected
 
 
+@pytest.mark.parametrize("tz", ZONES)
+def test_configured_breakdowns_from_stored_days_equal_the_reference(stored, tz):
+    api, client, events = stored
+    assert stored_rows(client, "breakdown_days") > 0
+    a1 = [e for e in events if e["app_id"] == "a1"]
+    for first, last in ((FIRST, LAST), (FIRST + timedelta(days=5), date(2025, 3, 9))):
+        for by in ("country", "event"):
+            for limit in (1, 10):
+                assert breakdown(api, first, last, tz, by, limit) == breakdown_reference(events, first, last, tz, by, limit)
+                assert breakdown(api, first, last, tz, by, limit, app_id="a1") == breakdown_reference(
+                    a1, first, last, tz, by, limit)
+
+
+def test_the_stored_breakdown_rows_are_what_is_read_and_a_late_event_is_counted(stored):
+    """With the first week's events deleted from `events` underneath (no change recorded), a
+    configured column still answers as before; one not configured (app_id), or with an event
+    filter, from what `events` holds. Then a late event on a stored day: counted at once."""
+    api, client, events = stored
+    before = breakdown(api, FIRST, LAST, "UTC", "country", 10)
+    assert before == breakdown_reference(events, FIRST, LAST, "UTC", "country", 10)
+    cut = datetime.combine(FIRST + timedelta(days=7), datetime.min.time(), UTC)
+    client.command("ALTER TABLE events DELETE WHERE dt < {cut:DateTime64(3, 'UTC')} SETTINGS mutations_sync = 2",
+                   parameters={"cut": cut})
+    rest = [e for e in events if e["dt"] >= cut.timestamp()]
+    assert breakdown_reference(rest, FIRST, LAST, "UTC", "country", 10) != before
+    assert breakdown(api, FIRST, LAST, "UTC", "country", 10) == before
+    assert breakdown(api, FIRST, LAST, "UTC", "app_id", 10) == breakdown_reference(rest, FIRST, LAST, "UTC", "app_id", 10)
+    only_views = breakdown(api, FIRST, LAST, "UTC", "country", 10, event="view")
+    assert only_views == breakdown_reference([e for e in rest if e["event"] == "view"], FIRST, LAST, "UTC", "country", 10)
+    late = {"user_id": "late-user", "app_id": "a2", "country": "NZ", "event": "view",
+            "dt": int(datetime(2025, 3, 12, 12, tzinfo=UTC).timestamp())}
+    post(api, [late])
+    after = breakdown(api, FIRST, LAST, "UTC", "country", 10)
+    assert {"value": "NZ", "visitors": 1, "events": 1} in after["values"]
+    assert [v for v in after["values"] if v["value"] != "NZ"] == before["values"]
+
+
 def test_funnels_are_configured_by_report_funnels(make_settings):
     from server.config import ConfigError
 
@@ -122,3 +182,7 @@ def test_funnels_are_configured_by_report_funnels(make_settings):
     for bad in ("a,b", "a,b@0", "a,b@86401", "a@60", "a,a@60", "a,,b@60", "a,b@x"):
         with pytest.raises(ConfigError, match="REPORT_FUNNELS"):
             make_settings(report_funnels=bad)
+    assert make_settings(report_breakdowns="os, country,os").breakdowns == ("os", "country")
+    assert make_settings(report_breakdowns="none").breakdowns == ()
+    with pytest.raises(ConfigError, match="REPORT_BREAKDOWNS: 'user_id'"):
+        make_settings(report_breakdowns="country,user_id")

@@ -1,16 +1,18 @@
 -- The configured funnels' finished days (REPORT_FUNNELS), computed by the server's rollup job
--- (server/reports/funnels.py): per funnel, key (zone, app) and day, every user's furthest level
--- in chains of the steps that begin that day (the day's first steps, the later steps up to the
--- window after the day's end), as sipHash64(user_id) like the other tables of users. A report over
--- a range takes each user's highest level over the stored days and the days computed at once.
--- Rows are used only through a marker row of `report_days` (a day's `value` is the `batch` of
--- its rows), under the same rules of freshness as the other stored days; a day stored again gets
--- a new batch, and the TTL drops the rows no one reads any more. Erasing a user deletes their
--- rows of every key (clickhouse/erase/erase_user.sql; the erasure's change reaches back to the
--- user's first event in any app, so every day that held them is stored again).
+-- (server/reports/funnels.py): per funnel (`report`, as named in report_days), key (zone, app)
+-- and day, every user's furthest level in chains of the steps that begin that day (the day's
+-- first steps, the later steps up to the window after the day's end), as sipHash64(user_id) like
+-- the other tables of users. A report over a range takes each user's highest level over the
+-- stored days and the days computed at once. Rows are used only through a marker row of
+-- `report_days` (a day's `value` is the `batch` of its rows), under the same rules of freshness
+-- as the other stored days; a day stored again gets a new batch, a day still true is stamped
+-- again with the same one. The job deletes the rows of batches no marker names, once older than
+-- a marker is used (`rollups.drop_unreferenced`; not on a cluster). Erasing a user deletes
+-- their rows of every key (clickhouse/erase/erase_user.sql; the erasure's change reaches back to
+-- the user's first event in any app, so every day that held them is stored again).
 CREATE TABLE IF NOT EXISTS funnel_days
 (
-    funnel LowCardinality(String),
+    report LowCardinality(String),
     key    String,
     day    Date,
     batch  UInt64,
@@ -19,5 +21,4 @@ CREATE TABLE IF NOT EXISTS funnel_days
     stored DateTime DEFAULT now()
 )
 ENGINE = MergeTree
-ORDER BY (funnel, key, day, batch)
-TTL stored + INTERVAL 3 DAY;
+ORDER BY (report, key, day, batch);

@@ -15,7 +15,7 @@ FROM
         (
             SELECT value, user, events
             FROM breakdown_days
-            WHERE breakdown = {name:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
+            WHERE report = {name:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
               AND (day, batch) IN {batches:Array(Tuple(Date, UInt64))}
             UNION ALL
             SELECT toString({by:Identifier}) AS value, sipHash64(user_id) AS user, toUInt32(1) AS events

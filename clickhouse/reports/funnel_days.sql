@@ -4,7 +4,7 @@
 -- counts on its own day only; a later step on each day whose end plus the window is after it:
 -- its own day and those back to the day of its time less the window. {{STEP_CONDITIONS}} as in
 -- funnel.sql; {step0} is the first step.
-INSERT INTO funnel_days (funnel, key, day, batch, user, level)
+INSERT INTO funnel_days (report, key, day, batch, user, level)
 SELECT {name:String}, {key:String}, day, {batch:UInt64}, user, level
 FROM
 (

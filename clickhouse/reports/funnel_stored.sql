@@ -11,7 +11,7 @@ FROM
     (
         SELECT user, level
         FROM funnel_days
-        WHERE funnel = {name:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
+        WHERE report = {name:String} AND key = {key:String} AND day >= {from:Date} AND day <= {to:Date}
           AND (day, batch) IN {batches:Array(Tuple(Date, UInt64))}
         UNION ALL
         SELECT sipHash64(user_id) AS user,

@@ -7,8 +7,9 @@ end), with the same queries the reports run (server/reports/queries.py), and sto
 value. A report over such a key (`stored`) takes the days stored, and computes the others.
 
 A stored day is used only while it is true:
-- it was stored less than MAX_AGE_HOURS ago (changes are kept two days, and the job stores
-  days again once they are older: each day is computed about once a day);
+- it was stored less than MAX_AGE_HOURS ago (changes are kept two days); the job stamps a day
+  again once its row is RESTAMP_HOURS old and still true (the same value, a new stamp taken
+  before that check), so a day is computed once, and again only when an event touches it;
 - no block inserted into `events` since it was stored can have changed it: the blocks stamped
   after it, and those stamped in the CHANGES_MARGIN_SECONDS before it when their count there
   differs from the count the row saw (a block stamped by its view before its INSERT committed).
@@ -58,6 +59,7 @@ DEFAULT_REACH: tuple[int, int | None] = (1, None)
 FUNNEL_PREFIX = "funnel:"
 BREAKDOWN_PREFIX = "breakdown:"
 MAX_AGE_HOURS = 20
+RESTAMP_HOURS = 12
 CHANGES_MARGIN_SECONDS = 120
 # Days computed by one query of the job: active users' mask holds 35; session length's query
 # holds a piece's spans per user in memory (~127 MB for 30 days at 10 M demo events), so smaller.
@@ -197,6 +199,15 @@ class StoredDays:
         with self._lock:
             kept = self._rows.get((name, found_key), {}) if found_key else {}
             return all(d in kept for d in days)
+
+    def aging(self, name: str, report: ReportRange) -> dict[date, str]:
+        """The days of `report`'s key whose rows in memory were stored more than RESTAMP_HOURS
+        ago: their values as stored (JSON). Whether they are still true is not looked at."""
+        found_key = key(name, report, self.zones)
+        oldest = datetime.now(UTC) - timedelta(hours=RESTAMP_HOURS)
+        with self._lock:
+            kept = self._rows.get((name, found_key), {}) if found_key else {}
+            return {d: row.value for d in report.days() if (row := kept.get(d)) is not None and row.stamp < oldest}
 
     def _due(self, where: tuple[str, str]) -> bool:
         now = time.monotonic()
@@ -344,6 +355,7 @@ def as_utc(value: datetime) -> datetime:
 class Refreshed:
     keys: int  # (report, zone, app) keys looked at
     days: int  # days computed and stored
+    restamped: int = 0  # days still true stamped again
 
 
 def finished_through(name: str, tz: str, now: datetime) -> date:
@@ -385,7 +397,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
     if not apps[1:]:
         return Refreshed(0, 0)
     earliest, latest = client.query("SELECT min(first), (SELECT max(last) FROM users_last) FROM users_first").result_rows[0]
-    keys = 0
+    keys = restamped = 0
     rows: list[list[Any]] = []
     for tz in zones:
         now = as_utc(client.query("SELECT now64(3, 'UTC')").result_rows[0][0])
@@ -405,11 +417,26 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
                 whole = ReportRange(first, last, tz, app_id=app_id)
                 have = memory.days(client, name, whole)
                 missing = [d for d in whole.days() if d not in have]
-                rows.extend(_computed(client, name, whole, missing, compute))
+                again = _restamped(client, memory, name, whole, {d: v for d, v in memory.aging(name, whole).items()
+                                                                 if d in have}, missing)
+                restamped += len(again)
+                rows += again + _computed(client, name, whole, sorted(missing), compute)
     if rows and not stopping():  # one part per round: a report reads the table with FINAL, fast over few parts
         client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
         memory.add(rows)
-    return Refreshed(keys, len(rows))
+    return Refreshed(keys, len(rows) - restamped, restamped)
+
+
+# The tables of per-user rows of stored days, and the prefix of their reports' names.
+ROW_TABLES = {"funnel_days": FUNNEL_PREFIX, "breakdown_days": BREAKDOWN_PREFIX}
+
+
+def drop_unreferenced(client: Client, older_than_hours: int = MAX_AGE_HOURS + 1) -> None:
+    """Delete the rows of batches no marker of report_days names, once older than any marker is
+    used (reports/drop_unreferenced.sql); one node only (a lightweight DELETE of local tables)."""
+    for table, prefix in ROW_TABLES.items():
+        client.command(queries.sql("drop_unreferenced"),
+                       parameters={"table": table, "prefix": prefix, "hours": older_than_hours})
 
 
 def _merge(client: Client) -> None:
@@ -424,22 +451,44 @@ def _merge(client: Client) -> None:
             client.command(f"OPTIMIZE TABLE {table}{where} FINAL")
 
 
+def _stamp(client: Client) -> tuple[datetime, int]:
+    """The database's time now, and the blocks stamped in the margin before it."""
+    began, seen = client.query(
+        "WITH now64(3, 'UTC') AS t SELECT t, (SELECT count() FROM event_changes "
+        "WHERE inserted > t - toIntervalSecond({margin:UInt32}) AND inserted <= t)",
+        parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
+    return began, int(seen)
+
+
+def _restamped(client: Client, memory: StoredDays, name: str, whole: ReportRange, aging: dict[date, str],
+               missing: list[date]) -> list[list[Any]]:
+    """Rows of report_days that stamp the `aging` days again with their values, for those still
+    true when looked at after the new stamp was taken (so no block before it is unseen); the
+    others are added to `missing`, to be computed."""
+    if not aging:
+        return []
+    began, seen = _stamp(client)
+    true = memory.days(client, name, replace(whole, first_day=min(aging), last_day=max(aging)))
+    missing += [d for d in aging if d not in true]
+    return [[name, f"{whole.tz}|{whole.app_id}", d, value, began, seen] for d, value in aging.items() if d in true]
+
+
 def _computed(client: Client, name: str, whole: ReportRange, missing: list[date],
               compute: Callable[[Client, ReportRange], dict[date, Any]]) -> list[list[Any]]:
     """The missing days computed in pieces of at most PIECE_DAYS days, as rows of report_days
-    (only the missing ones: a piece's query may cover stored days between them), each piece
-    stamped with the database's time before its query ran and the blocks seen then."""
+    (only the missing ones: a piece's query may cover stored days between them; a funnel's or
+    breakdown's piece is days in a row, as its query stores rows for each), each piece stamped
+    with the database's time before its query ran and the blocks seen then."""
     rows: list[list[Any]] = []
     while missing:
         start = missing[0]
-        piece_days = PIECE_DAYS.get(name, ROWS_PIECE_DAYS if name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX)) else 35)
-        run = [d for d in missing if d < start + timedelta(days=piece_days)]
+        if name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX)):  # rows of every day of the piece: no stored day between
+            run = [d for n, d in enumerate(missing[:ROWS_PIECE_DAYS]) if d == start + timedelta(days=n)]
+        else:
+            run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS.get(name, 35))]
         piece = ReportRange(start, run[-1], whole.tz, app_id=whole.app_id)
         missing = missing[len(run):]
-        began, seen = client.query(
-            "WITH now64(3, 'UTC') AS t SELECT t, (SELECT count() FROM event_changes "
-            "WHERE inserted > t - toIntervalSecond({margin:UInt32}) AND inserted <= t)",
-            parameters={"margin": CHANGES_MARGIN_SECONDS}).result_rows[0]
+        began, seen = _stamp(client)
         values = compute(client, piece)
         rows += [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
                  for d in run]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -172,6 +174,59 @@ def test_the_stored_breakdown_rows_are_what_is_read_and_a_late_event_is_counted(
     after = breakdown(api, FIRST, LAST, "UTC", "country", 10)
     assert {"value": "NZ", "visitors": 1, "events": 1} in after["values"]
     assert [v for v in after["values"] if v["value"] != "NZ"] == before["values"]
+
+
+def test_days_still_true_are_stamped_again_and_rows_no_marker_names_are_deleted(stored, monkeypatch):
+    """Once rows are RESTAMP_HOURS old (0 here), a round stamps the days still true again with
+    the same batch and computes only the days a late event touched (for the funnel, the day
+    before too). The touched days' old batches are then named by no marker: the cleanup deletes
+    them, and the answers stay equal to the reference."""
+    api, client, events = stored
+    late = {"user_id": "late-user", "app_id": "a2", "country": "NZ", "event": "view",
+            "dt": int(datetime(2025, 3, 12, 12, tzinfo=UTC).timestamp())}
+    post(api, [late])
+    everything = [*events, late]
+    batches = "SELECT report, key, day, batch FROM {t:Identifier} GROUP BY ALL"
+    before = {t: set(client.query(batches, parameters={"t": t}).result_rows) for t in ("funnel_days", "breakdown_days")}
+    monkeypatch.setattr(rollups, "RESTAMP_HOURS", 0)
+    # Another late event arrives during the round (on the 5th), after its first key (active
+    # users) found the days true and before it stamps them again: the days it touches (the 5th
+    # to the 11th there: WAU/MAU reach forward) must be computed, not stamped again.
+    during = {**late, "user_id": "during-user", "dt": int(datetime(2025, 3, 5, 12, tzinfo=UTC).timestamp())}
+    stamp = rollups._stamp
+
+    def stamp_after_a_late_event(client_: Any) -> tuple[datetime, int]:
+        if during not in everything:
+            post(api, [during])
+            everything.append(during)
+        return stamp(client_)
+    monkeypatch.setattr(rollups, "_stamp", stamp_after_a_late_event)
+    done = rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api),
+                           more=api.app.state.services.stored_reports())
+    assert done.restamped > 0 and done.days > 0  # (new and total users: every day after the 12th)
+    after = {t: set(client.query(batches, parameters={"t": t}).result_rows) for t in before}
+    replaced: dict[str, set] = {}
+    for table, old in before.items():
+        new = after[table] - old
+        # New batches for the days from the first late event to the last (the 5th to the 12th:
+        # the blocks unseen by a stamp are one span), and for the funnels the day before (its
+        # chains may reach the 5th), per zone and key with that day; other days keep theirs.
+        first = date(2025, 3, 4) if table == "funnel_days" else date(2025, 3, 5)
+        assert {day for _, _, day, _ in new} == {first + timedelta(days=n) for n in range((date(2025, 3, 12) - first).days + 1)}
+        renewed = {row[:3] for row in new}
+        assert len(renewed) == len(new)
+        replaced[table] = {row for row in old if row[:3] in renewed}
+        assert replaced[table]
+    sleep(1.1)  # rows' `stored` is in whole seconds
+    rollups.drop_unreferenced(client, older_than_hours=0)
+    for table in before:
+        assert set(client.query(batches, parameters={"t": table}).result_rows) == after[table] - replaced[table]
+    for tz in ZONES:
+        assert api.get("/reports/active-users", params={"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": tz},
+                       headers=NO_CACHE).json() == reference.active_users(everything, FIRST, LAST, tz)
+    assert answer(api, FIRST, LAST, "UTC", STEPS, 3600) == reference.funnel(everything, FIRST, LAST, "UTC", STEPS, 3600)
+    assert breakdown(api, FIRST, LAST, "UTC", "country", 10) == breakdown_reference(everything, FIRST, LAST, "UTC",
+                                                                                     "country", 10)
 
 
 def test_funnels_are_configured_by_report_funnels(make_settings):

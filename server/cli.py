@@ -189,6 +189,7 @@ def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) 
     import time
 
     from server import db
+    from server.reports import configured
     from server.reports import rollups as report_rollups
 
     if events <= 0 or not 1 <= days <= 3650:
@@ -202,7 +203,8 @@ def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) 
         print(f"added {added:,} demo events in {seconds:.1f} s ({added / seconds * 60:,.0f} rows/minute)")
         if rollups and settings.zones:
             started = time.perf_counter()
-            done = report_rollups.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster)
+            done = report_rollups.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster,
+                                          more=configured.stored_reports(settings))
             print(f"stored {done.days:,} finished report days in {time.perf_counter() - started:.1f} s")
     finally:
         client.close()

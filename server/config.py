@@ -45,7 +45,7 @@ MAX_STORED_WINDOW_SECONDS = 86_400
 # days the rollup job stores by default (the dashboard's first choices).
 BREAKDOWN_COLUMNS = ("browser", "os", "device_type", "country", "referrer_domain", "utm_source", "utm_medium",
                      "utm_campaign", "screen", "event", "app_id")
-DEFAULT_BREAKDOWNS = "referrer_domain,utm_source,country"
+DEFAULT_BREAKDOWNS = "referrer_domain"
 
 # name -> (default, description). The order is the README's order.
 SETTINGS_DOC: dict[str, tuple[str, str]] = {

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
-from server.reports import breakdowns, funnels, rollups
+from server.reports import configured, rollups
 from server.reports.cache import DayCache
+from server.reports.params import ReportRange
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +224,9 @@ class Services:
                 self._cleaned = time.monotonic()
             return done
 
-    def stored_reports(self) -> dict[str, Callable[[Client, Any], dict[Any, Any]]]:
+    def stored_reports(self) -> dict[str, Callable[[Client, ReportRange], dict[date, Any]]]:
         """The configured funnels' and breakdowns' days, as reports of the rollup job."""
-        return {**funnels.stored(self.settings.funnels), **breakdowns.stored(self.settings.breakdowns)}
+        return configured.stored_reports(self.settings)
 
     def _connect(self, client_settings: dict[str, Any] | None = None) -> Client:
         client = db.connect(self.settings, client_settings=client_settings)

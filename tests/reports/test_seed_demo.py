@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from server import db
+from server import cli, db
+from server.reports import breakdowns, funnels, queries, rollups
+from server.reports.params import report_range
 
 
 def test_seed_demo_adds_exactly_the_events_asked_with_drop_off(settings, api, ch):
@@ -51,3 +53,20 @@ def test_session_spans_give_the_sessions_of_the_raw_events(settings, api, ch):
         from_events = ch.query(queries.sql("session_durations_raw"), parameters=report.parameters()).result_rows
         assert len(from_spans) >= 12
         assert [(d, round(avg, 6), n) for d, avg, n in from_spans] == [(d, round(avg, 6), n) for d, avg, n in from_events]
+
+
+def test_seed_demo_stores_the_configured_funnel_and_breakdown_days_that_reports_read(settings, api, ch):
+    """The command's first round of the rollup job covers REPORT_FUNNELS and REPORT_BREAKDOWNS
+    (the dashboard's funnel and referrer breakdown): the server's first reports read them, and
+    they answer as the same reports from events."""
+    assert cli.seed_demo(settings, 20_000, days=20) == 0
+    assert ch.command("SELECT count() FROM funnel_days") > 0 and ch.command("SELECT count() FROM breakdown_days") > 0
+    memory = rollups.StoredDays(settings.zones)
+    report = report_range({})
+    (steps, window), = settings.funnels
+    stored = funnels.funnel(ch, report, list(steps), window, memory, settings.funnels)
+    assert len(memory.days(ch, rollups.funnel_name(steps, window), report)) >= 18
+    assert stored == queries.funnel(ch, report, list(steps), window) and stored[0] > stored[-1] > 0
+    by, = settings.breakdowns
+    assert len(memory.days(ch, rollups.BREAKDOWN_PREFIX + by, report)) >= 19
+    assert breakdowns.breakdown(ch, report, by, 10, memory, settings.breakdowns) == queries.breakdown(ch, report, by, 10)

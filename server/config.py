@@ -157,8 +157,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "ROLLUP_ZONES": (
         "UTC",
         "Time zones (comma-separated IANA names) whose finished days of active users, new users, "
-        "session length and revenue the rollup job computes once and stores, for all apps and each "
-        "app (README: Reports). Other zones and filters are computed per request.",
+        "session length, revenue, REPORT_FUNNELS and REPORT_BREAKDOWNS the rollup job computes once "
+        "and stores, for all apps and each app (README: Reports). Other zones and filters are "
+        "computed per request.",
     ),
     "ROLLUP_INTERVAL_SECONDS": (
         "300",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 
 from server import cli, db
 from server.reports import breakdowns, funnels, queries, rollups
 from server.reports.params import report_range
+from tests.servers import ROOT, query_in_process
 
 
 def test_seed_demo_adds_exactly_the_events_asked_with_drop_off(settings, api, ch):
@@ -70,3 +74,18 @@ def test_seed_demo_stores_the_configured_funnel_and_breakdown_days_that_reports_
     by, = settings.breakdowns
     assert len(memory.days(ch, rollups.BREAKDOWN_PREFIX + by, report)) >= 19
     assert breakdowns.breakdown(ch, report, by, 10, memory, settings.breakdowns) == queries.breakdown(ch, report, by, 10)
+
+
+def test_the_rollups_command_runs_the_jobs_round_in_its_own_process(tmp_path):
+    """`analytics-api rollups` (the server stopped): what `seed-demo --no-rollups` left unstored,
+    stored, funnels and breakdowns included."""
+    data = tmp_path / "data"
+    env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": str(tmp_path / "wal")}
+    for command in (["seed-demo", "--events", "3000", "--days", "5", "--no-rollups"], ["rollups"]):
+        done = subprocess.run([sys.executable, "-m", "server.cli", *command], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert "finished report days" in done.stdout
+    stored = query_in_process(data, "SELECT countIf(startsWith(report, 'funnel:')) > 0, countIf(startsWith(report, "
+                                    "'breakdown:')) > 0, countIf(report = 'active_users') > 0 FROM report_days")
+    assert stored == [[1, 1, 1]]

@@ -1,5 +1,5 @@
 """Configured funnels and breakdowns from the rollup job's per-user rows of stored days
-(server/reports/funnels.py, breakdowns.py): the answers equal the Python reference in UTC and a
+(server/reports/funnels.py, breakdowns.py): the answers equal the Python reference in UTC, +5:30 and a
 DST zone, for all apps and one, over ranges that end on any day; the stored rows are what is
 read; a late event makes the stored days it touches computed again (for a funnel, the day a chain
 it extends began on); a funnel or column not configured, or a filter, is computed from events."""
@@ -22,7 +22,7 @@ from tests.reports import reference
 from tests.reports.test_rollups import NO_CACHE, memory_of, post
 
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 16)
-ZONES = ("UTC", "America/New_York")  # New York changes to DST on 2025-03-09
+ZONES = ("UTC", "Asia/Kolkata", "America/New_York")  # +5:30; New York changes to DST on 2025-03-09
 STEPS = ["view", "start_task", "finish_task", "pay"]
 CONFIGURED = "view,start_task,finish_task,pay@3600;view,start_task@600"
 COLUMNS = "country,event"

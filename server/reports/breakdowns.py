@@ -6,7 +6,7 @@ do not add up over days, so the rollup job stores, for each finished day of a co
 a row per value and user with their events that day (`breakdown_days`, 019_breakdown_days.sql:
 ~30k rows a day for `referrer_domain` at 10 M demo events), and a report counts each value's
 users over the stored days' rows and today's events in one query (breakdown_stored.sql). At 10 M
-demo events, 30 days by referrer: 54 -> 28 ms in-process.
+demo events, 30 days by referrer: 54 -> 28 ms in-process, 60 -> 39 ms through the API.
 
 Days are taken from storage under the rules of server/reports/rollups.py (an event changes only
 its own day). With an `event` or `country` filter, `bots=include`, a zone outside ROLLUP_ZONES or a

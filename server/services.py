@@ -107,7 +107,9 @@ class Services:
     _rollup_job: asyncio.Task[None] | None = field(init=False, default=None)
     _rollup_round: threading.Lock = field(init=False, default_factory=threading.Lock)  # held by a round
     _stopping: threading.Event = field(init=False, default_factory=threading.Event)
-    _cleaned: float = field(init=False, default=-CLEANUP_SECONDS)  # monotonic time of the job's last cleanup
+    # Monotonic time of the job's last cleanup: the first comes CLEANUP_SECONDS after start, not in
+    # the first round (`seed-demo` and `analytics-api rollups` clean up after their round).
+    _cleaned: float = field(init=False, default_factory=time.monotonic)
     _trimmer: asyncio.Task[None] | None = field(init=False, default=None)
     _trim_wanted: asyncio.Event | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
@@ -213,8 +215,8 @@ class Services:
                 log.info("rollup job: %d days stored, %d stamped again", done.days, done.restamped)
 
     def _rollups_once(self) -> rollups.Refreshed:
-        """A round of the job; on one node (not a cluster), at most every CLEANUP_SECONDS, the
-        rows of stored days no marker names any more are deleted (~0.6 s at 10 M demo events)."""
+        """A round of the job; on one node (not a cluster), every CLEANUP_SECONDS, the rows of
+        stored days no marker names any more are deleted (~0.6 s at 10 M demo events)."""
         with self._rollup_round, self.report_clients.client() as client:
             done = rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
                                    merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,

@@ -216,7 +216,7 @@ def run_rollups(settings: Settings) -> None:
     import time
 
     from server import db
-    from server.reports import configured
+    from server.reports import configured, stored_rows
     from server.reports import rollups as report_rollups
 
     if not settings.zones:
@@ -227,7 +227,7 @@ def run_rollups(settings: Settings) -> None:
         done = report_rollups.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster,
                                       more=configured.stored_reports(settings))
         if not settings.clickhouse_cluster:
-            report_rollups.drop_unreferenced(client)
+            stored_rows.drop_unreferenced(client)
         print(f"stored {done.days:,} finished report days ({done.restamped:,} stamped again) in "
               f"{time.perf_counter() - started:.1f} s")
     finally:

@@ -35,7 +35,7 @@ from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
 from server.query_service import QueryService
-from server.reports import configured, rollups
+from server.reports import configured, rollups, stored_rows
 from server.reports.cache import DayCache
 from server.reports.params import ReportRange
 
@@ -222,7 +222,7 @@ class Services:
                                    merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,
                                    memory=self.stored_days, more=self.stored_reports())
             if not self.settings.clickhouse_cluster and time.monotonic() - self._cleaned > CLEANUP_SECONDS:
-                rollups.drop_unreferenced(client)
+                stored_rows.drop_unreferenced(client)
                 self._cleaned = time.monotonic()
             return done
 

@@ -7,7 +7,7 @@
 -- `report_days` (a day's `value` is the `batch` of its rows), under the same rules of freshness
 -- as the other stored days; a day stored again gets a new batch, a day still true is stamped
 -- again with the same one. The job deletes the rows of batches no marker names, once older than
--- a marker is used (`rollups.drop_unreferenced`; not on a cluster). Erasing a user deletes
+-- a marker is used (`stored_rows.drop_unreferenced`; not on a cluster). Erasing a user deletes
 -- their rows of every key (clickhouse/erase/erase_user.sql; the erasure's change reaches back to
 -- the user's first event in any app, so every day that held them is stored again).
 CREATE TABLE IF NOT EXISTS funnel_days

@@ -21,20 +21,20 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from server.reports import queries, rollups
+from server.reports import queries, rollups, stored_rows
 from server.reports.params import ReportRange
 
 
 def stored(columns: Iterable[str]) -> dict[str, Callable[[Client, ReportRange], dict[date, Any]]]:
     """The configured columns as reports of the rollup job: name -> what stores a piece's days."""
-    return {rollups.BREAKDOWN_PREFIX + by: rollups.row_storer(queries.sql("breakdown_days"), rollups.BREAKDOWN_PREFIX + by, by=by)
+    return {rollups.BREAKDOWN_PREFIX + by: stored_rows.storer(queries.sql("breakdown_days"), rollups.BREAKDOWN_PREFIX + by, by=by)
             for by in columns}
 
 
 def breakdown(client: Client, report: ReportRange, by: str, limit: int, memory: rollups.StoredDays,
               configured: Iterable[str]) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
     """As `queries.breakdown`: from the stored days where the column is configured and they are stored."""
-    found = rollups.stored_batches(client, memory, rollups.BREAKDOWN_PREFIX + by, report) if by in configured else None
+    found = stored_rows.batches(client, memory, rollups.BREAKDOWN_PREFIX + by, report) if by in configured else None
     if found is None:
         return queries.breakdown(client, report, by, limit)
     rows = client.query(queries.sql("breakdown_stored"),

@@ -27,7 +27,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from server.reports import queries, rollups
+from server.reports import queries, rollups, stored_rows
 from server.reports.params import ReportRange
 
 
@@ -37,7 +37,7 @@ def stored(funnels: Iterable[tuple[tuple[str, ...], int]]) -> dict[str, Callable
     for steps, window in funnels:
         text, params = queries.with_steps("funnel_days", list(steps))
         name = rollups.funnel_name(steps, window)
-        found[name] = rollups.row_storer(text, name, window=window, **params)
+        found[name] = stored_rows.storer(text, name, window=window, **params)
     return found
 
 
@@ -46,7 +46,7 @@ def funnel(client: Client, report: ReportRange, steps: list[str], window: int, m
     """Users reaching each step, in step order: from the stored days where the funnel is
     configured and they are stored, else (and for the other days) from `events`."""
     name = rollups.funnel_name(steps, window)
-    found = rollups.stored_batches(client, memory, name, report) if (tuple(steps), window) in set(configured) else None
+    found = stored_rows.batches(client, memory, name, report) if (tuple(steps), window) in set(configured) else None
     if found is None:
         return queries.funnel(client, report, steps, window)
     text, params = queries.with_steps("funnel_stored", steps)

@@ -21,7 +21,6 @@ today's values change with every event, so they are always computed.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -277,36 +276,6 @@ class StoredDays:
         return found
 
 
-def row_storer(sql_text: str, name: str, **params: object) -> Callable[[Client, ReportRange], dict[date, Any]]:
-    """The job's computation of a funnel's or breakdown's days: `sql_text` inserts a piece's
-    per-user rows as one new batch ({batch}, under {name} and {key}); each day's value is the batch."""
-    def store(client: Client, piece: ReportRange) -> dict[date, Any]:
-        batch = secrets.randbits(63)
-        client.command(sql_text, parameters={**piece.parameters(), **params, "batch": batch, "name": name,
-                                             "key": f"{piece.tz}|{piece.app_id}"})
-        return {d: batch for d in piece.days()}
-    return store
-
-
-def stored_batches(client: Client, memory: StoredDays, name: str, report: ReportRange) -> dict[str, object] | None:
-    """The parameters of a query over the batches of per-user rows stored for `report`'s days
-    (funnel_stored.sql, breakdown_stored.sql): {batches} as (day, batch); {live_ms}, the start
-    of the first day not stored (the range's end if none), and {stored_days}, those after it
-    (usually none: a test per event of a list of 30 days costs a funnel ~4 ms at 10 M demo
-    events); None when no day is stored. A day is looked up only when its rows need no event
-    after the range's end."""
-    last = min(report.last_day - timedelta(days=reach(name)[0]), finished_through(name, report.tz, datetime.now(UTC)))
-    if key(name, report, memory.zones) is None or last < report.first_day:
-        return None
-    batches = memory.days(client, name, replace(report, last_day=last))
-    if not batches:
-        return None
-    live = [d for d in report.days() if d not in batches]
-    return {"name": name, "key": f"{report.tz}|{report.app_id}", "batches": sorted(batches.items()),
-            "stored_days": sorted(d for d in batches if live and d > live[0]),
-            "live_ms": report.day_start_ms(live[0]) if live else report.end_ms}
-
-
 def span_of(times: list[tuple[datetime, datetime]]) -> Span | None:
     """The span of (earliest, latest) event times of some blocks; None for none."""
     return Span(min(first for first, _ in times), max(last for _, last in times)) if times else None
@@ -426,18 +395,6 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
         client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
         memory.add(rows)
     return Refreshed(keys, len(rows) - restamped, restamped)
-
-
-# The tables of per-user rows of stored days, and the prefix of their reports' names.
-ROW_TABLES = {"funnel_days": FUNNEL_PREFIX, "breakdown_days": BREAKDOWN_PREFIX}
-
-
-def drop_unreferenced(client: Client, older_than_hours: int = MAX_AGE_HOURS + 1) -> None:
-    """Delete the rows of batches no marker of report_days names, once older than any marker is
-    used (reports/drop_unreferenced.sql); one node only (a lightweight DELETE of local tables)."""
-    for table, prefix in ROW_TABLES.items():
-        client.command(queries.sql("drop_unreferenced"),
-                       parameters={"table": table, "prefix": prefix, "hours": older_than_hours})
 
 
 def _merge(client: Client) -> None:

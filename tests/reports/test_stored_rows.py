@@ -16,7 +16,7 @@ import pytest
 
 from server import db
 from server.app import create_app
-from server.reports import rollups
+from server.reports import rollups, stored_rows
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.reports.test_rollups import NO_CACHE, memory_of, post
@@ -73,7 +73,7 @@ def answer(api, first: date, last: date, tz: str, steps: list[str], window: int,
     return [step["users"] for step in r.json()["steps"]]
 
 
-def stored_rows(client, table: str) -> int:
+def rows_in(client, table: str) -> int:
     return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
 
 
@@ -100,7 +100,7 @@ def breakdown_reference(events: list[dict], first: date, last: date, tz: str, by
 
 def test_configured_funnels_and_breakdowns_from_stored_days_equal_the_reference(stored):
     api, client, events = stored
-    assert stored_rows(client, "funnel_days") > 0 and stored_rows(client, "breakdown_days") > 0
+    assert rows_in(client, "funnel_days") > 0 and rows_in(client, "breakdown_days") > 0
     a1 = [e for e in events if e["app_id"] == "a1"]
     last_before = date(2025, 3, 9)
     for tz in ZONES:
@@ -223,7 +223,7 @@ def test_days_still_true_are_stamped_again_and_rows_no_marker_names_are_deleted(
         replaced[table] = {row for row in old if row[:3] in renewed}
         assert replaced[table]
     sleep(1.1)  # rows' `stored` is in whole seconds
-    rollups.drop_unreferenced(client, older_than_hours=0)
+    stored_rows.drop_unreferenced(client, older_than_hours=0)
     for table in before:
         assert set(client.query(batches, parameters={"t": table}).result_rows) == after[table] - replaced[table]
     assert api.get("/reports/active-users", params={"from": FIRST.isoformat(), "to": LAST.isoformat()},

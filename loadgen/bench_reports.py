@@ -14,7 +14,8 @@ directory, then each report over the last 30 days in UTC (one in Asia/Kolkata), 
   stored), RUNS times with `Cache-Control: no-cache`: stored days read, today (and yesterday for
   session length; yesterday too for the funnel) and every day of what the job does not store
   computed; what any request sees after a restart. (A round over all history inside the server
-  leaves its process ~60 MB larger for good, and its memory purges then slow reports ~20%.)
+  leaves its process ~60 MB larger, memory no purge gives back, and its memory purges then slow
+  reports ~20%.)
 - "cached": then once to fill the reports' cache in memory (server/reports/cache.py) and RUNS
   times more (no events arrive meanwhile).
 Each report is requested once before its no-cache runs, not counted (a server's first queries

@@ -212,7 +212,8 @@ def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) 
 def run_rollups(settings: Settings) -> None:
     """One round of the rollup job (server/reports/rollups.py), as the server's: a server started
     afterwards reads the finished days at once instead of computing them all while it takes its
-    first traffic (a round over all history inside the server leaves it ~60 MB larger for good)."""
+    first traffic (a round over all history inside the server leaves it ~60 MB larger: memory no
+    purge gives back)."""
     import time
 
     from server import db

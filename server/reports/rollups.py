@@ -57,6 +57,7 @@ DEFAULT_REACH: tuple[int, int | None] = (1, None)
 # are batches of per-user rows in a table of their own.
 FUNNEL_PREFIX = "funnel:"
 BREAKDOWN_PREFIX = "breakdown:"
+ROW_PREFIXES = (FUNNEL_PREFIX, BREAKDOWN_PREFIX)
 MAX_AGE_HOURS = 20
 RESTAMP_HOURS = 12
 CHANGES_MARGIN_SECONDS = 120
@@ -111,9 +112,14 @@ def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
 
 def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
     """The stored key of a report's days, or None when the job does not store them."""
-    stored = name in REPORTS or name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX))
+    stored = name in REPORTS or name.startswith(ROW_PREFIXES)
     if not stored or report.country or report.event or report.bots or report.tz not in zones:
         return None
+    return key_of(report)
+
+
+def key_of(report: ReportRange) -> str:
+    """The key of report_days (and of the per-user rows) for a report's zone and app."""
     return f"{report.tz}|{report.app_id}"
 
 
@@ -195,19 +201,21 @@ class StoredDays:
 
     def held(self, name: str, report: ReportRange, days: list[date]) -> bool:
         """Whether each of `days` of `report`'s key has a row in memory (true or not: nothing is read)."""
-        found_key = key(name, report, self.zones)
-        with self._lock:
-            kept = self._rows.get((name, found_key), {}) if found_key else {}
-            return all(d in kept for d in days)
+        kept = self._kept(name, report)
+        return all(d in kept for d in days)
 
     def aging(self, name: str, report: ReportRange) -> dict[date, str]:
         """The days of `report`'s key whose rows in memory were stored more than RESTAMP_HOURS
         ago: their values as stored (JSON). Whether they are still true is not looked at."""
-        found_key = key(name, report, self.zones)
         oldest = datetime.now(UTC) - timedelta(hours=RESTAMP_HOURS)
+        kept = self._kept(name, report)
+        return {d: row.value for d in report.days() if (row := kept.get(d)) is not None and row.stamp < oldest}
+
+    def _kept(self, name: str, report: ReportRange) -> dict[date, _Row]:
+        """The rows in memory of `report`'s key (a copy; none when the job does not store it)."""
+        found_key = key(name, report, self.zones)
         with self._lock:
-            kept = self._rows.get((name, found_key), {}) if found_key else {}
-            return {d: row.value for d in report.days() if (row := kept.get(d)) is not None and row.stamp < oldest}
+            return dict(self._rows.get((name, found_key), {})) if found_key else {}
 
     def _due(self, where: tuple[str, str]) -> bool:
         now = time.monotonic()
@@ -428,7 +436,7 @@ def _restamped(client: Client, memory: StoredDays, name: str, whole: ReportRange
     began, seen = _stamp(client)
     true = memory.days(client, name, replace(whole, first_day=min(aging), last_day=max(aging)))
     missing += [d for d in aging if d not in true]
-    return [[name, f"{whole.tz}|{whole.app_id}", d, value, began, seen] for d, value in aging.items() if d in true]
+    return [[name, key_of(whole), d, value, began, seen] for d, value in aging.items() if d in true]
 
 
 def _computed(client: Client, name: str, whole: ReportRange, missing: list[date],
@@ -440,7 +448,7 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
     rows: list[list[Any]] = []
     while missing:
         start = missing[0]
-        if name.startswith((FUNNEL_PREFIX, BREAKDOWN_PREFIX)):  # rows of every day of the piece: no stored day between
+        if name.startswith(ROW_PREFIXES):  # rows of every day of the piece: no stored day between
             run = [d for n, d in enumerate(missing[:ROWS_PIECE_DAYS]) if d == start + timedelta(days=n)]
         else:
             run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS.get(name, 35))]
@@ -448,6 +456,6 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
         missing = missing[len(run):]
         began, seen = _stamp(client)
         values = compute(client, piece)
-        rows += [[name, f"{whole.tz}|{whole.app_id}", d, orjson.dumps(values.get(d)).decode(), began, seen]
+        rows += [[name, key_of(whole), d, orjson.dumps(values.get(d)).decode(), began, seen]
                  for d in run]
     return rows

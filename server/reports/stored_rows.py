@@ -26,6 +26,7 @@ from server.reports.rollups import (
     StoredDays,
     finished_through,
     key,
+    key_of,
     reach,
 )
 
@@ -36,7 +37,7 @@ def storer(sql_text: str, name: str, **params: object) -> Callable[[Client, Repo
     def store(client: Client, piece: ReportRange) -> dict[date, Any]:
         batch = secrets.randbits(63)
         client.command(sql_text, parameters={**piece.parameters(), **params, "batch": batch, "name": name,
-                                             "key": f"{piece.tz}|{piece.app_id}"})
+                                             "key": key_of(piece)})
         return {d: batch for d in piece.days()}
     return store
 
@@ -49,13 +50,14 @@ def batches(client: Client, memory: StoredDays, name: str, report: ReportRange) 
     events); None when no day is stored. A day is looked up only when its rows need no event
     after the range's end."""
     last = min(report.last_day - timedelta(days=reach(name)[0]), finished_through(name, report.tz, datetime.now(UTC)))
-    if key(name, report, memory.zones) is None or last < report.first_day:
+    found_key = key(name, report, memory.zones)
+    if found_key is None or last < report.first_day:
         return None
     found = memory.days(client, name, replace(report, last_day=last))
     if not found:
         return None
     live = [d for d in report.days() if d not in found]
-    return {"name": name, "key": f"{report.tz}|{report.app_id}", "batches": sorted(found.items()),
+    return {"name": name, "key": found_key, "batches": sorted(found.items()),
             "stored_days": sorted(d for d in found if live and d > live[0]),
             "live_ms": report.day_start_ms(live[0]) if live else report.end_ms}
 

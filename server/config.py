@@ -83,7 +83,13 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "READ_TOKEN": (
         "(unset)",
         "Token for the report and SQL routes, and the password of `/clickhouse/`. Unset: they are open "
-        "(logged at start).",
+        "(logged at start), and `serve` on a non-loopback HOST refuses to start (ALLOW_OPEN_READS).",
+    ),
+    "ALLOW_OPEN_READS": (
+        "false",
+        "`true` lets `serve` bind a non-loopback HOST without READ_TOKEN, the reports, `POST /sql` and "
+        "`/clickhouse/` then open to anyone who reaches it. Otherwise such a start is refused (one line "
+        "naming READ_TOKEN), as Redis's protected mode does.",
     ),
     "ADMIN_TOKEN": (
         "(unset)",
@@ -230,6 +236,7 @@ class Settings:
     prometheus_multiproc_dir: str = ""
     write_keys: str = ""
     read_token: str = ""
+    allow_open_reads: bool = False
     admin_token: str = ""
     cors_origins: str = "*"
     forwarded_allow_ips: str = "127.0.0.1"

@@ -1,11 +1,21 @@
-"""Structured logs: one JSON object per line on stderr."""
+"""Structured logs: one JSON object per line on stderr. Keys and tokens are never written: a
+request line (ACCESS_LOG=true) shows the values of credential parameters in its query string
+(the tracker's `?key=`, a ClickHouse client's `?password=`) as `***`."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import orjson
+
+# Query-string parameters that carry a credential, on any route (case-insensitive).
+SECRET_PARAMETER = re.compile(r"(?i)([?&](?:key|token|api_key|write_key|writekey|read_token|password|access_token)=)[^&\s\"]*")
+
+
+def redact(message: str) -> str:
+    return SECRET_PARAMETER.sub(r"\1***", message) if "=" in message else message
 
 
 class JsonFormatter(logging.Formatter):
@@ -14,7 +24,7 @@ class JsonFormatter(logging.Formatter):
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from server.errors import first_line
 
 def check(settings: Settings, serving: bool) -> None:
     if serving:
+        _reads_not_exposed(settings)
         _port_free(settings)
     if settings.embedded:
         _data_directory_usable(settings)
@@ -28,6 +30,32 @@ def check(settings: Settings, serving: bool) -> None:
         _directory_usable("LOG_DIR", Path(settings.log_dir))
         _not_locked("LOG_DIR", Path(settings.log_dir) / "lock", "the write-ahead log")
     _clickhouse_answers(settings)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address HOST names is on this machine only (`0.0.0.0`, `::` and `""` bind every
+    interface; a name is resolved, and counts as loopback only if all its addresses are)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if not host:
+        return False
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # uvicorn will fail to bind it anyway; not a reason to call it safe
+    return bool(found) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found)
+
+
+def _reads_not_exposed(settings: Settings) -> None:
+    """A server reachable from the network must not serve reports and client SQL to anyone: with no
+    READ_TOKEN it starts only on a loopback address, or when ALLOW_OPEN_READS says so on purpose."""
+    if settings.read_token or settings.allow_open_reads or is_loopback(settings.host):
+        return
+    raise ConfigError(f"HOST {settings.host} is reachable from the network and READ_TOKEN is unset: the reports, "
+                      "POST /sql and /clickhouse/ would answer anyone. Set READ_TOKEN, bind HOST=127.0.0.1, or set "
+                      "ALLOW_OPEN_READS=true to serve them open on purpose")
 
 
 def _port_free(settings: Settings) -> None:

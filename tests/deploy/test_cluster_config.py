@@ -94,9 +94,13 @@ def test_docker_compose_validates_the_file_with_the_cluster_profile(tmp_path):
     copy.write_text("\n".join(line for line in text.splitlines() if not line.startswith("name:")))  # 1.29 predates it
     try:
         for profile in ([], ["--profile", "cluster"]):
-            result = subprocess.run(["docker-compose", "-f", str(copy), "-p", "analytics-api", *profile, "config", "-q"],
-                                    capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+            command = ["docker-compose", "-f", str(copy), "-p", "analytics-api", *profile, "config", "-q"]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                    env={"PATH": "/usr/bin:/bin", "READ_TOKEN": "a-read-token"})
             assert result.returncode == 0, result.stderr
+            # The API binds 0.0.0.0 in its container: the deployment does not start without a read token.
+            unset = subprocess.run(command, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+            assert unset.returncode != 0 and "READ_TOKEN" in unset.stderr, unset.stderr
     finally:
         copy.unlink()
 

@@ -70,10 +70,10 @@ def batch_totals(port: int) -> tuple[float, float]:
 
 def measure_storage(rows_per_insert: int, seconds: int) -> Result:
     """(d): the consumer's INSERTs with no HTTP, in this process, into a fresh embedded database."""
-    from server import db
     from server.config import Settings
     from server.ingest.validate import Limits, validate_events
     from server.ingest.writer import encode_rows
+    from server.store import db
 
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as directory:
         settings = Settings.from_env({}, clickhouse_url=f"chdb://{directory}")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from server import db
 from server.config import Settings
 from server.ingest import useragent
 from server.ingest.enrich import Enricher, Sender
 from server.ingest.validate import Limits, validate_events
 from server.ingest.visitors import Visitors
+from server.store import db
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 

@@ -4,7 +4,7 @@
 
 The server runs on the embedded engine with the default ACK=log: with WEB_CONCURRENCY = 1 one
 process; with N > 1 N workers acknowledging into their own logs plus the engine process that
-inserts them (server/group.py). The bare endpoint (loadgen/bare_app.py) runs under
+inserts them (server/process/group.py). The bare endpoint (loadgen/bare_app.py) runs under
 `uvicorn --workers N`. wrk drives both from this machine, so on few cores the load generator
 competes with the server: read the ratios, and the figures as this machine's. Results go to
 loadgen/results/workers-<time>.json. A benchmark: it prints figures, it asserts nothing.

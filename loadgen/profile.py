@@ -34,7 +34,7 @@ STAGES = {
     "log consumer (reading the log)": ("ingest/consumer.py",),
     "dedup": ("ingest/dedup.py",),
     "metrics": ("server/metrics.py", "prometheus_client"),
-    "route code, body read, responses": ("ingest/routes.py", "server/responses.py", "server/errors.py"),
+    "route code, body read, responses": ("ingest/routes.py", "server/http/responses.py", "server/http/errors.py"),
     "HTTP: uvicorn, httptools, Starlette": ("uvicorn", "httptools", "starlette"),
     "event loop (uvloop, asyncio)": ("asyncio", "uvloop", "loop.c"),
 }

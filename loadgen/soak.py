@@ -27,8 +27,8 @@ def sample_rss(server: ServerProcess, every: float, samples: list, stop: threadi
 
 
 def count_stored(directory: str) -> int:
-    from server import db
     from server.config import Settings
+    from server.store import db
 
     client = db.connect(Settings.from_env({}, clickhouse_url=f"chdb://{directory}"))
     try:

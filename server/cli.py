@@ -10,7 +10,7 @@ from server.config import ConfigError, Settings
 from server.logs import configure_logging
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="analytics-api", description="Event-ingest server for ClickHouse.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="migrate the schema, then serve HTTP")
@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--rps", type=float, default=300.0, help="requests per second to hold (default 300)")
     load.add_argument("--seconds", type=int, default=30, help="how long (default 30)")
     load.add_argument("--users", type=int, help="simulated users (default: from the rate)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.command == "loadtest":
         from loadgen.loadtest import run  # needs the [load] extra (locust)
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None))) if v}
     try:
         settings = Settings.from_env(**overrides)
-        from server import preflight
+        from server.process import preflight
 
         preflight.check(settings, serving=args.command == "serve")
     except ConfigError as exc:
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "erase":
         return erase(settings, args.user_id, args.app_id)
     if args.command == "import":
-        from server.importer import ImportFailed, run_import
+        from server.data.importer import ImportFailed, run_import
 
         try:
             return run_import(settings, args.paths, args.format, args.app_id, progress=not args.quiet)
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     if args.command in ("migrate", "seed-demo", "rollups"):
-        from server import db
+        from server.store import db
 
         applied = db.migrate(settings)
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
@@ -90,28 +94,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rollups":
             run_rollups(settings)
         return 0
-
-    import uvicorn
-
     if args.command == "engine":
-        from server.group import serve_engine
+        from server.process.group import serve_engine
 
         return serve_engine(settings, args.socket)
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
     if settings.web_concurrency > 1 or settings.prometheus_multiproc_dir:
         prepare_metrics_dir(settings)
     if settings.web_concurrency > 1 and settings.embedded:
-        from server.group import serve_group
+        from server.process.group import serve_group
 
         return serve_group(settings)
     # log_config=None: our JSON handler.
     if settings.web_concurrency > 1:
         # Each worker builds its app from the environment (a ClickHouse server: checked by Settings).
-        uvicorn.run("server.app:create_app_from_env", factory=True, workers=settings.web_concurrency,
+        uvicorn.run("server.process.app:create_app_from_env", factory=True, workers=settings.web_concurrency,
                     host=settings.host, port=settings.port, access_log=settings.access_log,
                     log_level=settings.log_level, log_config=None,
                     forwarded_allow_ips=settings.forwarded_allow_ips)
         return 0
-    from server.app import create_app
+    from server.process.app import create_app
 
     # The embedded engine allows one process per data directory: one process, one event loop.
     uvicorn.run(create_app(settings, freeze_after_start=True), host=settings.host, port=settings.port,
@@ -139,10 +146,10 @@ def prepare_metrics_dir(settings: Settings) -> None:
 def export(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from server import db
-    from server.errors import ValidationFailed
-    from server.export import export_to_file, parse_format
+    from server.data.export import export_to_file, parse_format
+    from server.http.errors import ValidationFailed
     from server.reports.params import report_range
+    from server.store import db
 
     path = Path(args.output)
     given = {name: getattr(args, name) for name in ("from", "to", "tz", "app_id", "country", "event", "bots")}
@@ -165,11 +172,11 @@ def erase(settings: Settings, user_id: str, app_id: str) -> int:
 
     import orjson
 
-    from server import db
-    from server.erase import QUIESCE_TIMEOUT_SECONDS, erase_user
+    from server.data.erase import QUIESCE_TIMEOUT_SECONDS, erase_user
     from server.ingest import worker_logs
     from server.ingest.pipeline import Pipeline
     from server.metrics import Metrics
+    from server.store import db
 
     async def run() -> dict[str, object]:
         db.migrate(settings)
@@ -191,7 +198,7 @@ def seed_demo(settings: Settings, events: int, days: int, rollups: bool = True) 
     """Demo events, then (unless `rollups` is False) the rollup job's first round (`run_rollups`)."""
     import time
 
-    from server import db
+    from server.store import db
 
     if events <= 0 or not 1 <= days <= 3650:
         print("analytics-api: --events must be positive and --days between 1 and 3650", file=sys.stderr)
@@ -216,16 +223,15 @@ def run_rollups(settings: Settings) -> None:
     purge gives back)."""
     import time
 
-    from server import db
-    from server.reports import configured, stored_rows
-    from server.reports import rollups as report_rollups
+    from server.reports import configured, rollup_job, stored_rows
+    from server.store import db
 
     if not settings.zones:
         return
     client = db.connect(settings)
     try:
         started = time.perf_counter()
-        done = report_rollups.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster,
+        done = rollup_job.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster,
                                       more=configured.stored_reports(settings))
         if not settings.clickhouse_cluster:
             stored_rows.drop_unreferenced(client)

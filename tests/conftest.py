@@ -9,17 +9,20 @@ with its own directory.
 from __future__ import annotations
 
 import gc
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from clickhouse_connect.driver.client import Client
 from starlette.testclient import TestClient
 
-from server import db
-from server.app import create_app
 from server.config import Settings
+from server.process.app import create_app
+from server.store import db
+from tests.servers import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +181,35 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     live for the whole run: kept out of the collector's full passes, which otherwise walk them
     again and again while the tests make garbage."""
     gc.freeze()
+
+
+# Hypothesis keeps no example database in the working tree (.hypothesis/): a run leaves no files.
+hypothesis.settings.register_profile("suite", database=None)
+hypothesis.settings.load_profile("suite")
+
+
+def _working_tree_files() -> set[str]:
+    """Paths git would list as changed, untracked or ignored (caches of the tools excepted)."""
+    listed = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.splitlines()
+    caches = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/", ".egg-info/")
+    return {line[3:] for line in listed if not any(cache in line for cache in caches)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # once, in the process that runs the others
+        session.config.stash[_TREE_BEFORE] = _working_tree_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite writes only under its temporary directories: a file it left in the working tree
+    fails the run, named."""
+    if hasattr(session.config, "workerinput") or _TREE_BEFORE not in session.config.stash:
+        return
+    left = sorted(_working_tree_files() - session.config.stash[_TREE_BEFORE])
+    if left:
+        print("\nthe test run left files in the working tree:\n  " + "\n  ".join(left[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE_BEFORE = pytest.StashKey[set[str]]()

@@ -19,7 +19,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from starlette.testclient import TestClient
 
-from server.app import create_app
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 from tests.servers import ROOT, free_port, start_server, wait_consumed
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import SETTINGS_DOC, ConfigError, Settings
+from server.config import ConfigError, Settings
+from server.settings_doc import SETTINGS_DOC
 from tests.servers import ROOT, free_port, start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"

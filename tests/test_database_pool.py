@@ -4,7 +4,7 @@ on this engine clears a table's deduplication log, which this test checks."""
 
 from __future__ import annotations
 
-from server import db
+from server.store import db
 from tests.conftest import DatabasePool
 
 BLOCK = '{"dt": "2025-01-01 00:00:00", "event": "view", "user_id": "u1", "event_id": "00000000-0000-4000-8000-000000000001"}\n'

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from server import db
-from server.app import create_app
-from server.reports import rollups
+from server.process.app import create_app
+from server.reports import rollup_job
+from server.store import db
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.servers import ROOT, free_port, query_in_process, start_server
@@ -65,7 +65,7 @@ def test_an_erased_user_is_in_no_table_and_no_report(admin):
     assert admin.get("/reports/daily", params=RANGE).json() == reference.daily(EVENTS, FIRST, LAST, "UTC")  # cached
     # The rollup job's days stored too (server/reports/rollups.py): the erasure must make them go.
     stored_funnels = admin.app.state.services.stored_reports()  # the dashboard's funnel and breakdowns, by default
-    assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
+    assert rollup_job.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
                            memory=admin.app.state.services.stored_days, more=stored_funnels).days > 0
     assert rows_of(client, user)["funnel_days"] > 0
     r = admin.delete(f"/users/{user}", headers={"Authorization": f"Bearer {ADMIN}"})
@@ -110,7 +110,7 @@ def test_one_app_of_a_user_in_two_apps_leaves_the_other_in_stored_funnels(admin)
     everything = EVENTS + both
     steps = {**RANGE, "steps": ",".join(reference.STEPS), "window": "3600"}
     stored_funnels = admin.app.state.services.stored_reports()
-    assert rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
+    assert rollup_job.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40,
                            memory=admin.app.state.services.stored_days, more=stored_funnels).days > 0
     assert [s["users"] for s in admin.get("/reports/funnel", params=steps).json()["steps"]] == reference.funnel(
         everything, FIRST, LAST, "UTC", reference.STEPS, 3600)

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from server.app import create_app
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.servers import ROOT

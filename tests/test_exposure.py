@@ -10,7 +10,7 @@ import pytest
 
 from server.config import ConfigError, Settings
 from server.logs import redact
-from server.preflight import check, is_loopback
+from server.process.preflight import check, is_loopback
 from tests.servers import free_port, output, start_server
 from tests.test_config import one_line_naming, serve
 

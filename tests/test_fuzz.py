@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
-from server import openapi
-from server.app import create_app
 from server.config import Settings
+from server.http import openapi
+from server.process.app import create_app
 from tests.servers import count_in_events, free_port, start_server
 
 SCHEMA = schemathesis.openapi.from_dict(openapi.document())

@@ -1,4 +1,4 @@
-"""WEB_CONCURRENCY > 1 on the embedded engine (server/group.py): HTTP workers acknowledging into
+"""WEB_CONCURRENCY > 1 on the embedded engine (server/process/group.py): HTTP workers acknowledging into
 logs of their own, one engine process inserting them. Real processes, real SIGKILLs."""
 
 from __future__ import annotations

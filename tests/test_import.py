@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from server import importer
 from server.config import Settings
+from server.data import importer
 from tests.reports import reference
 from tests.servers import ROOT
 

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from server import db
-from server.app import create_app
 from server.config import ConfigError, Settings
+from server.process.app import create_app
+from server.store import db
 from tests.conftest import SettlingClient
 
 WEB_KEY = "web-key-0123456789"

@@ -6,7 +6,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import db, services
+from server.process import services
+from server.store import db
 
 
 def samples(api) -> dict[tuple, float]:
@@ -51,7 +52,7 @@ def test_metrics_count_requests_events_and_batches(api):
 
 def test_the_embedded_engine_gives_freed_memory_back_after_reports(api, monkeypatch):
     """After a report request, in a process over TRIM_ABOVE_MB (here: any), the engine's allocator
-    is told to give back what its queries freed (SYSTEM JEMALLOC PURGE, server/services.py),
+    is told to give back what its queries freed (SYSTEM JEMALLOC PURGE, server/process/services.py),
     without an error: counted."""
     monkeypatch.setattr(services, "TRIM_ABOVE_MB", 0)
     before = samples(api).get(("engine_memory_purges_total", ()), 0)
@@ -81,7 +82,7 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):
     from dataclasses import replace
 
-    from server.app import create_app
+    from server.process.app import create_app
     from tests.conftest import SettlingClient
 
     settings = make_settings(ack="insert", buffer_min_seconds=3000, buffer_max_seconds=3600)
@@ -106,18 +107,18 @@ def test_a_bug_in_a_route_is_logged_with_its_traceback_and_answered_500(make_set
 
     from starlette.testclient import TestClient
 
-    from server.app import create_app
     from server.ingest import routes
+    from server.process.app import create_app
 
     def planted(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("planted bug")
 
     monkeypatch.setattr(routes, "validate_events", planted)
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as api, \
-            caplog.at_level(logging.ERROR, logger="server.errors"):
+            caplog.at_level(logging.ERROR, logger="server.http.errors"):
         response = api.post("/events", json={"dt": 1735689600, "event": "e", "user_id": "u"})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal"
-    [record] = [r for r in caplog.records if r.name == "server.errors"]
+    [record] = [r for r in caplog.records if r.name == "server.http.errors"]
     assert record.exc_info and record.exc_info[0] is ZeroDivisionError
     assert "POST /events" in record.getMessage()

@@ -14,9 +14,9 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from starlette.testclient import TestClient
 
-from server import db
-from server.app import create_app
 from server.config import Settings
+from server.process.app import create_app
+from server.store import db
 from tests.conftest import SettlingClient, count_events, drop_databases
 
 SECRET = "secret-line-of-the-victim-file"

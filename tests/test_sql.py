@@ -3,7 +3,7 @@ service, tests/test_query_service.py), time and row limits hold."""
 
 from __future__ import annotations
 
-from server.app import create_app
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 
-from server.app import create_app
+from server.process.app import create_app
 from server.web.routes import TRACKER
 from tests.conftest import SettlingClient
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from server.errors import FieldError
+from server.http.errors import FieldError
 from server.ingest.validate import INT64_MAX, INT64_MIN, Invalid, epoch_ms_text, kind_of
 
 OPERATIONS = ("insert", "delete")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server.errors import first_line
+from server.http.errors import first_line
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)

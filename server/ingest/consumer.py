@@ -31,7 +31,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server.errors import first_line
+from server.http.errors import first_line
 from server.ingest.wal import LogSource, Position, Record
 from server.metrics import Metrics
 

@@ -22,7 +22,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server.errors import first_line
+from server.http.errors import first_line
 from server.ingest.validate import Row
 from server.ingest.wal import LogSource, Position
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import iptocc
 from starlette.requests import Request
 
-from server.headers import header
+from server.http.headers import header
 from server.ingest.useragent import NO_AGENT, Agent, describe
 from server.ingest.validate import Row
 from server.ingest.visitors import Visitors

@@ -6,7 +6,6 @@ multipart forms). Knows nothing of event fields: `validate.py` does that.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -15,7 +14,7 @@ import orjson
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from server.errors import BadBody, BodyTooLarge, UnsupportedMediaType
+from server.http.errors import BadBody, UnsupportedMediaType
 
 JSON_TYPES = {"application/json", "text/json", "text/plain"}  # text/plain: navigator.sendBeacon
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -26,30 +25,6 @@ SUPPORTED = sorted(JSON_TYPES | NDJSON_TYPES | {FORM_TYPE, MULTIPART_TYPE})
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def decode_content(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """Undo Content-Encoding, refusing output past `max_bytes` (so a gzip bomb costs nothing)."""
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding in ("gzip", "x-gzip"):
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decoder = zlib.decompressobj()
-    else:
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none", field="Content-Encoding"
-        )
-    try:
-        out = decoder.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise BadBody(f"body is not valid {encoding} data: {exc}", field="body") from None
-    if len(out) > max_bytes:
-        raise BodyTooLarge(f"decoded body is over the limit of {max_bytes} bytes", field="body")
-    if not decoder.eof:
-        raise BadBody(f"{encoding} body is truncated", field="body")
-    return out
 
 
 def parse_json(body: bytes) -> list[Any]:

@@ -19,32 +19,38 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server import db
 from server.config import Settings
-from server.errors import Unavailable, first_line
+from server.http.errors import Unavailable, first_line
 from server.ingest.batcher import Batcher
 from server.ingest.committer import GroupCommit
 from server.ingest.consumer import Consumer
 from server.ingest.dedup import Dedup, LoggedIds, stored_ids
 from server.ingest.legacy_spool import move_legacy_spool
-from server.ingest.routes import Sink
-from server.ingest.wal import WriteAheadLog, encode_record
+from server.ingest.wal import Position, WriteAheadLog, encode_record
 from server.ingest.worker_logs import WorkerLog
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
+from server.store import db
 
 log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where accepted rows go: the write-ahead log's group commit, or the insert batcher. Returns
+    once they are durable (the log's position, or None)."""
+
+    async def submit(self, body: bytes, rows: int) -> Position | None: ...
 
 
 class Pipeline:
     def __init__(self, settings: Settings, metrics: Metrics, worker_dirs: list[Path] | None = None):
         self.settings = settings
-        # The engine process of a group (server/group.py): the HTTP workers' logs it consumes.
+        # The engine process of a group (server/process/group.py): the HTTP workers' logs it consumes.
         self.worker_dirs = worker_dirs or []
         self.worker_logs: list[WorkerLog] = []
         self.metrics = metrics

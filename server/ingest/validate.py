@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.config import Settings
-from server.errors import FieldError
+from server.http.errors import FieldError
 
 # One row for `events`, keyed by column name, as JSONEachRow will encode it.
 Row = dict[str, Any]

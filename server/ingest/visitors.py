@@ -32,7 +32,7 @@ def utc_today() -> date:
 
 class Visitors:
     def __init__(self, client: Client | None) -> None:
-        self._client = client  # None: a subclass that gets the salts elsewhere (server/front.py)
+        self._client = client  # None: a subclass that gets the salts elsewhere (server/process/front.py)
         self._salts: dict[date, bytes] = {}
         self._lock = threading.Lock()  # refresh() runs in a thread; the event loop only reads
 

@@ -1,4 +1,4 @@
-"""The HTTP workers' logs when WEB_CONCURRENCY > 1 on the embedded engine (server/group.py).
+"""The HTTP workers' logs when WEB_CONCURRENCY > 1 on the embedded engine (server/process/group.py).
 
 Each worker process writes its own write-ahead log, `LOG_DIR/workers/<k>`, and acknowledges
 after its fdatasync, as one process does; the engine process (the only one that opens chDB)

@@ -91,7 +91,7 @@ class DayCache:
         # The rollup job's days (server/reports/rollups.py).
         self._stored = stored if stored is not None else rollups.StoredDays(())
         # A second client, if one is free, for the days the job cannot have stored (today's),
-        # computed while the stored ones are looked up (server/db.py ClientPool.spare).
+        # computed while the stored ones are looked up (server/store/db.py ClientPool.spare).
         self._spare = spare
         self._alongside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-days")
         self._entries: OrderedDict[Hashable, Entry] = OrderedDict()

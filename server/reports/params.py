@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from server.errors import FieldError, ValidationFailed
+from server.http.errors import FieldError, ValidationFailed
 
 MAX_RANGE_DAYS = 400
 DEFAULT_RANGE_DAYS = 30

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
-from server.db import SQL_DIR, strip_comments
 from server.reports.params import LOOKBACK_DAYS, ReportRange
+from server.store.db import SQL_DIR, strip_comments
 
 REPORTS_DIR = SQL_DIR / "reports"
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -14,15 +14,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import read_protected
-from server.bodies import read_decoded_body
-from server.config import BREAKDOWN_COLUMNS
-from server.errors import BadBody, Unavailable, first_line
+from server.config import BREAKDOWN_COLUMNS, Settings
+from server.http.auth import read_protected
+from server.http.bodies import read_decoded_body
+from server.http.errors import BadBody, Unavailable, first_line
+from server.http.responses import json_response
+from server.http.state import services
 from server.ingest.parse import parse_json
 from server.reports import breakdowns, funnels, queries
+from server.reports.cache import DayCache
 from server.reports.params import BadParameter, ReportRange, parse_day, parse_tz, report_range
-from server.responses import json_response
-from server.state import services
+from server.reports.rollups import StoredDays
+from server.store.db import ClientPool
+
+
+class ReportServices(Protocol):
+    settings: Settings
+    report_clients: ClientPool
+    report_cache: DayCache
+    stored_days: StoredDays
+
+    def memory_freed(self) -> None: ...
+
+
+def _services(request: Request) -> ReportServices:
+    found: ReportServices = services(request)
+    return found
+
 
 T = TypeVar("T")
 MAX_WINDOW_SECONDS = 30 * 86400
@@ -31,7 +49,7 @@ MAX_WINDOW_SECONDS = 30 * 86400
 async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
     """Run one report query off the event loop, on a free client of the pool; a database failure
     is a 503, not a 500."""
-    pool = services(request).report_clients
+    pool = _services(request).report_clients
 
     def run() -> T:
         with pool.client() as client:
@@ -42,7 +60,7 @@ async def _run(request: Request, query: Callable[..., T], *args: object) -> T:
     except ClickHouseError as exc:
         raise Unavailable(f"the report query failed: {first_line(exc)}") from None
     finally:
-        services(request).memory_freed()
+        _services(request).memory_freed()
 
 
 async def _per_day(request: Request, name: str, query: Callable[..., dict[date, T]], report: ReportRange,
@@ -55,7 +73,7 @@ async def _per_day(request: Request, name: str, query: Callable[..., dict[date, 
     def compute(client: Any, piece: ReportRange) -> dict[date, T]:
         return query(client, piece, *extra)
 
-    cache = services(request).report_cache
+    cache = _services(request).report_cache
 
     def days(client: Any) -> dict[date, T]:
         return cache.days(client, name, report, compute, *extra, memory=memory)
@@ -73,7 +91,7 @@ async def _whole(request: Request, name: str, query: Callable[..., T], report: R
     def compute(client: Any, last_day: ReportRange) -> dict[date, T]:
         return {report.last_day: query(client, report, *extra)}
 
-    found = await _run(request, services(request).report_cache.days, name, replace(report, first_day=report.last_day),
+    found = await _run(request, _services(request).report_cache.days, name, replace(report, first_day=report.last_day),
                        compute, report.first_day.isoformat(), *(repr(value) for value in extra))
     return cast(T, found[report.last_day])
 
@@ -158,7 +176,7 @@ async def funnel(request: Request) -> Response:
     report = report_range(request.query_params)
     steps = funnel_steps(request.query_params.get("steps"))
     window = window_seconds(request.query_params.get("window"))
-    found = services(request)
+    found = _services(request)
 
     def query(client: Any, report: ReportRange, steps: list[str], window: int) -> list[int]:
         return funnels.funnel(client, report, steps, window, found.stored_days, found.settings.funnels)
@@ -227,7 +245,7 @@ async def breakdown(request: Request) -> Response:
     text = request.query_params.get("limit", "10")
     if not text.isdigit() or not 1 <= int(text) <= MAX_BREAKDOWN_LIMIT:
         raise BadParameter("limit", f"must be a whole number from 1 to {MAX_BREAKDOWN_LIMIT}, got {text[:40]!r}")
-    found = services(request)
+    found = _services(request)
 
     def query(client: Any, report: ReportRange, by: str, limit: int) -> tuple[list[tuple[str, int, int]], tuple[int, int]]:
         return breakdowns.breakdown(client, report, by, limit, found.stored_days, found.settings.breakdowns)
@@ -262,7 +280,7 @@ async def seed_total_user(request: Request) -> Response:
 
 async def seed_active_user(request: Request) -> Response:
     """Seed 000: `POST /api/v1/crm/daily-stat/active-user` {"date"} → {"distinct_user": N}."""
-    items = parse_json(await read_decoded_body(request, services(request).settings.max_body_bytes))
+    items = parse_json(await read_decoded_body(request, _services(request).settings.max_body_bytes))
     if len(items) != 1 or not isinstance(items[0], dict):
         raise BadBody('body must be a JSON object: {"date": "YYYY-MM-DD"}', field="body")
     document = items[0]

@@ -1,4 +1,4 @@
-"""CLICKHOUSE_CLUSTER: the migrations' cluster form (server/cluster.py), checked as far as this
+"""CLICKHOUSE_CLUSTER: the migrations' cluster form (server/store/cluster.py), checked as far as this
 machine can: every statement parsed by the engine's own parser, its shape (replicated `_local`
 tables, Distributed tables named as today's, views on the shard's tables), and the reports run on
 chDB over two shards laid out as the generated DDL makes them, equal to a single node's. A real cluster is not run here
@@ -11,11 +11,11 @@ import uuid
 
 import pytest
 
-from server import cluster, db
-from server.app import create_app
 from server.config import Settings
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import encode_rows
+from server.process.app import create_app
+from server.store import cluster, db
 from tests.conftest import DatabasePool, SettlingClient, drop_databases
 from tests.reports import reference
 from tests.reports.test_reports import EVENTS, FIRST, LAST

@@ -142,11 +142,16 @@ def test_the_image_installs_no_dev_dependencies_and_copies_what_exists():
 def test_the_wheel_carries_the_sql_and_the_page(tmp_path):
     """What the image installs: a wheel of the project, built as pip builds it, holding every
     migration, report query and page file as package data (found with importlib.resources)."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                                ".*_cache", ".hypothesis", "var"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("analytics_api-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import db
+from server.store import db
 from tests.deploy.grafana import ALL, DASHBOARDS, TimeRange, clickhouse_targets, expand, load, prometheus_metrics
 
 

@@ -11,8 +11,8 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import db
-from server.app import create_app
+from server.process.app import create_app
+from server.store import db
 
 
 def events(client_number: int, count: int) -> list[dict]:

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from server import db
-from server.app import create_app
 from server.config import Settings
 from server.ingest.useragent import describe
 from server.ingest.visitors import Visitors
+from server.process.app import create_app
+from server.store import db
 from tests.conftest import SettlingClient
 from tests.servers import free_port, output, query_in_process, start_server, wait_consumed
 

@@ -207,7 +207,7 @@ def test_bad_bodies_get_clear_errors(api, ch, body, content_type, status, field)
 
 def test_body_over_the_limit_is_413(make_settings):
 
-    from server.app import create_app
+    from server.process.app import create_app
 
     with SettlingClient(create_app(make_settings(max_body_bytes=20_000, max_events_per_request=3))) as api:
         big = orjson.dumps({"dt": "2025-01-01T00:00:00Z", "event": "e", "user_id": "u", "pad": "x" * 30_000})

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from server import db
-from server.app import create_app
 from server.ingest.wal import Position, WriteAheadLog, encode_record
+from server.process.app import create_app
+from server.store import db
 from tests.ingest.test_batcher import Outage, events, metric, query, run_clients, running
 
 ROLLUP_TOTALS = (

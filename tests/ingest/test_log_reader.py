@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server import db
 from server.ingest.consumer import Consumer
 from server.ingest.dedup import LoggedIds
 from server.ingest.wal import LogReader, Position, WriteAheadLog, encode_record
 from server.metrics import Metrics
+from server.store import db
 
 
 def rows(*users: str) -> bytes:

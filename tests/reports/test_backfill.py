@@ -7,10 +7,10 @@ from datetime import date
 
 from clickhouse_connect.driver.client import Client
 
-from server import db
-from server.app import create_app
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import encode_rows
+from server.process.app import create_app
+from server.store import db
 from tests.conftest import SettlingClient
 from tests.reports import reference
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.app import create_app
 from server.config import Settings
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 
 AGENTS = {

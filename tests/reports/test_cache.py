@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from server.app import create_app
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 from tests.reports import reference
 

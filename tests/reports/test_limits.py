@@ -3,7 +3,7 @@ SQL_MAX_MEMORY_BYTES is a 503 JSON error naming the limit, and the server goes o
 
 from __future__ import annotations
 
-from server.app import create_app
+from server.process.app import create_app
 from tests.conftest import SettlingClient
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from server import db
-from server.app import create_app
+from server.process.app import create_app
+from server.store import db
 from tests.conftest import SettlingClient, drop_databases
 from tests.reports import reference
 

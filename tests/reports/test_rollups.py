@@ -15,11 +15,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from server import db
-from server.app import create_app
-from server.reports import queries, rollups
+from server.process.app import create_app
+from server.reports import queries, rollup_job, rollups
 from server.reports.cache import DayCache
 from server.reports.params import ReportRange
+from server.store import db
 from tests.conftest import SettlingClient
 from tests.reports import reference
 
@@ -37,7 +37,7 @@ def stored(make_settings):
         post(api, events)
         client = db.connect(settings)
         # The server's own memory of stored rows gets them, as when its job stores them.
-        done = rollups.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api))
+        done = rollup_job.refresh(client, ZONES, keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api))
         assert done.days > 0
         yield api, client, events
         client.close()
@@ -116,8 +116,8 @@ def test_a_late_event_makes_the_days_it_touches_computed_until_the_job_stores_th
         assert computed == touched
     # The job stores the days that are no longer true again, once; a second round finds none.
     keep = (date.today() - FIRST).days + 40
-    assert rollups.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days > 0
-    assert rollups.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days == 0
+    assert rollup_job.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days > 0
+    assert rollup_job.refresh(client, ZONES, keep_days=keep, memory=memory_of(api)).days == 0
     daily, from_storage, computed = taken_from_storage(api, "/reports/daily", params("UTC"))
     assert daily == reference.daily(everything, FIRST, LAST, "UTC") and (from_storage, computed) == (3 * 14 + 1, 0)
 
@@ -193,9 +193,9 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
         assert "rollup_days_stored_total 0.0" not in api.get("/metrics").text
         answer, from_storage, _ = taken_from_storage(api, "/reports/daily", params("UTC"))
         assert answer == reference.daily(events, FIRST, LAST, "UTC") and from_storage == 3 * 14 + 1
-        # The per-user tables were merged into one part each (rollups.PER_USER_TABLES).
+        # The per-user tables were merged into one part each (rollup_job.PER_USER_TABLES).
         client = api.app.state.services.query_client
-        for table in rollups.PER_USER_TABLES:
+        for table in rollup_job.PER_USER_TABLES:
             assert client.command("SELECT count() FROM system.parts WHERE database = currentDatabase() "
                                   "AND table = {t:String} AND active", parameters={"t": table}) == 1
         # Events of today in blocks of their own: the current month's partition of the tables
@@ -206,7 +206,7 @@ def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
         month_parts = ("SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = {t:String} "
                        "AND active AND partition_id = {p:String}")
         month = datetime.now(UTC).strftime("%Y%m")
-        for table in rollups.CURRENT_MONTH_TABLES:
+        for table in rollup_job.CURRENT_MONTH_TABLES:
             deadline = time.monotonic() + 30
             while client.command(month_parts, parameters={"t": table, "p": month}) > 1 and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -259,7 +259,7 @@ def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
         answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
         assert answer == reference.active_users(events, first, today, "UTC")
         assert (cache.stored - before[0], cache.computed - before[1], cache.alongside - before[2]) == (0, 10, 0)
-        rollups.refresh(client, ("UTC",), keep_days=60, memory=memory_of(api))
+        rollup_job.refresh(client, ("UTC",), keep_days=60, memory=memory_of(api))
         before = (cache.stored, cache.computed, cache.alongside)
         answer = api.get("/reports/active-users", params=range_params, headers=NO_CACHE).json()
         assert answer == reference.active_users(events, first, today, "UTC")
@@ -283,10 +283,10 @@ def test_todays_days_are_computed_alongside_the_stored_ones(make_settings):
 
 
 def test_a_job_round_that_fails_unexpectedly_is_logged_when_it_happens(make_settings, monkeypatch, caplog):
-    def broken(*args: object, **kwargs: object) -> rollups.Refreshed:
+    def broken(*args: object, **kwargs: object) -> rollup_job.Refreshed:
         raise RuntimeError("a bug in the rollup job")
 
-    monkeypatch.setattr(rollups, "refresh", broken)
+    monkeypatch.setattr(rollup_job, "refresh", broken)
     with SettlingClient(create_app(make_settings(rollup_interval_seconds=0.05))) as api:
         deadline = time.monotonic() + 10
         while "a bug in the rollup job" not in caplog.text and time.monotonic() < deadline:

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from datetime import date, timedelta
 
-from server import cli, db
+from server import cli
 from server.reports import breakdowns, funnels, queries, rollups
 from server.reports.params import report_range
+from server.store import db
 from tests.servers import ROOT, query_in_process
 
 

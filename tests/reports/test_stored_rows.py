@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server import db
-from server.app import create_app
-from server.reports import rollups, stored_rows
+from server.process.app import create_app
+from server.reports import rollup_job, rollups, stored_rows
+from server.store import db
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.reports.test_rollups import NO_CACHE, memory_of, post
@@ -61,7 +61,7 @@ def stored_utc(make_settings):
 
 def store(api, client) -> int:
     """One round of the rollup job, with the server's configured funnels; the days stored."""
-    return rollups.refresh(client, api.app.state.services.settings.zones, keep_days=(date.today() - FIRST).days + 40,
+    return rollup_job.refresh(client, api.app.state.services.settings.zones, keep_days=(date.today() - FIRST).days + 40,
                            memory=memory_of(api), more=api.app.state.services.stored_reports()).days
 
 
@@ -198,15 +198,15 @@ def test_days_still_true_are_stamped_again_and_rows_no_marker_names_are_deleted(
     # users) found the days true and before it stamps them again: the days it touches (the 5th
     # to the 11th there: WAU/MAU reach forward) must be computed, not stamped again.
     during = {**late, "user_id": "during-user", "dt": int(datetime(2025, 3, 5, 12, tzinfo=UTC).timestamp())}
-    stamp = rollups._stamp
+    stamp = rollup_job._stamp
 
     def stamp_after_a_late_event(client_: Any) -> tuple[datetime, int]:
         if during not in everything:
             post(api, [during])
             everything.append(during)
         return stamp(client_)
-    monkeypatch.setattr(rollups, "_stamp", stamp_after_a_late_event)
-    done = rollups.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api),
+    monkeypatch.setattr(rollup_job, "_stamp", stamp_after_a_late_event)
+    done = rollup_job.refresh(client, ("UTC",), keep_days=(date.today() - FIRST).days + 40, memory=memory_of(api),
                            more=api.app.state.services.stored_reports())
     assert done.restamped > 0 and done.days > 0  # (new and total users: every day after the 12th)
     after = {t: set(client.query(batches, parameters={"t": t}).result_rows) for t in before}

@@ -9,8 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.responses import json_response
-from server.state import services
+from server.http.responses import json_response
 
 SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
 EVENT = {
@@ -85,7 +84,7 @@ def _report(summary: str, *extra: dict[str, Any], method: str = "get") -> dict[s
                      "responses": {"200": {"description": "the report", **JSON_ANSWER}, **_errors(401, 422, 503)}}}
 
 
-def document() -> dict[str, Any]:
+def _ingest_paths() -> dict[str, Any]:
     ingest = {path: _ingest("Send events") for path in
               ("/events", "/events/", "/event", "/event/", "/analytics/event", "/analytics/event/")}
     ingest["/api/v1/event/save"] = _ingest("Seed 000: send events, answered with message_id")
@@ -93,8 +92,12 @@ def document() -> dict[str, Any]:
                            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                            "responses": {"202": {"description": "stored", **JSON_ANSWER},
                                          **_errors(400, 401, 408, 413, 415, 422, 503)}}}
+    return {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities}
+
+
+def _report_paths(ingest: dict[str, Any]) -> dict[str, Any]:
     daily = _report("Active users, new users and session length per day; total users")
-    reports = {
+    return {
         "/reports/daily": daily, "/event": {**ingest["/event"], **daily}, "/event/": {**ingest["/event/"], **daily},
         "/analytics/daily": daily,
         "/reports/active-users": _report("DAU, WAU, MAU per day"),
@@ -133,6 +136,9 @@ def document() -> dict[str, Any]:
             "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {"200": {"description": "the report", **JSON_ANSWER}, **_errors(400, 401, 408, 413, 415, 422, 503)}}},
     }
+
+
+def _clickhouse_paths() -> dict[str, Any]:
     clickhouse_parameters = [
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
         for name in ("query", "database", "default_format", "query_id", "user", "password")
@@ -152,7 +158,17 @@ def document() -> dict[str, Any]:
                  "responses": clickhouse_answers},
         "options": {"summary": "CORS preflight", "responses": {"204": {"description": "allowed"}}},
     }
-    ops: dict[str, Any] = {
+    return {
+        **{path: clickhouse for path in ("/clickhouse/", "/clickhouse")},
+        "/clickhouse/ping": {"get": {"summary": "ClickHouse's ping: Ok.", "responses": {"200": TEXT}}},
+        "/clickhouse/replicas_status": {"get": {"summary": "ClickHouse's replica check: Ok.", "responses": {"200": TEXT}}},
+        "/play": {"get": {"summary": "The SQL console (ClickHouse's play page is not vendored)",
+                          "responses": {"307": {"description": "to /#sql"}}}},
+    }
+
+
+def _ops_paths() -> dict[str, Any]:
+    return {
         "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok", **JSON_ANSWER}}}},
         "/readyz": {"get": {"summary": "Schema up to date and ClickHouse answering; what waits in the log or the queue",
                             "responses": {"200": {"description": "ready", **JSON_ANSWER}, **_errors(503)}}},
@@ -175,15 +191,14 @@ def document() -> dict[str, Any]:
                 "text/plain": {"schema": {"type": "string"}}}},
             "responses": {"200": {"description": "columns, types, rows, truncated, elapsed_ms", **JSON_ANSWER},
                           **_errors(400, 401, 408, 413, 415)}}},
-        **{path: clickhouse for path in ("/clickhouse/", "/clickhouse")},
-        "/clickhouse/ping": {"get": {"summary": "ClickHouse's ping: Ok.", "responses": {"200": TEXT}}},
-        "/clickhouse/replicas_status": {"get": {"summary": "ClickHouse's replica check: Ok.", "responses": {"200": TEXT}}},
-        "/play": {"get": {"summary": "The SQL console (ClickHouse's play page is not vendored)",
-                          "responses": {"307": {"description": "to /#sql"}}}},
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": {"description": "OpenAPI 3.1", **JSON_ANSWER}}}},
     }
-    paths = {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities, **reports, **ops}
+
+
+def document() -> dict[str, Any]:
+    ingest = _ingest_paths()
+    paths = {**ingest, **_report_paths(ingest), **_clickhouse_paths(), **_ops_paths()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "analytics-api", "version": "0.1.0",
@@ -197,4 +212,4 @@ def document() -> dict[str, Any]:
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return json_response(services(request).openapi)
+    return json_response(document())

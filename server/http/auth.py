@@ -13,15 +13,15 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.config import parse_write_keys
-from server.errors import ConfigError, FieldError, Forbidden, Unauthorized
-from server.headers import header
-from server.state import services
+from server.config import ConfigError, parse_write_keys
+from server.http.errors import FieldError, Forbidden, Unauthorized
+from server.http.headers import header
+from server.http.state import services
 
 ANY_APP = "*"
 
@@ -93,11 +93,16 @@ def require_read(request: Request, keys: Keys) -> None:
         raise Unauthorized("the read token is not valid", "authorization")
 
 
+class KeyServices(Protocol):
+    keys: Keys
+
+
 def read_protected(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """The read token, when one is configured, before anything else (401 otherwise)."""
 
     async def guarded(request: Request) -> Response:
-        require_read(request, services(request).keys)
+        found: KeyServices = services(request)
+        require_read(request, found.keys)
         return await endpoint(request)
 
     return guarded

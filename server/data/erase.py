@@ -19,7 +19,7 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -27,10 +27,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import db
-from server.errors import ApiError, Unavailable, first_line
-from server.responses import json_response
-from server.state import services
+from server.config import Settings
+from server.http.errors import ApiError, Unavailable, first_line
+from server.http.responses import json_response
+from server.http.state import services
+from server.ingest.pipeline import Pipeline
+from server.store import db
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,13 @@ def require_admin(request: Request, admin_token: str) -> None:
                             field="authorization")
 
 
+class ErasureServices(Protocol):
+    settings: Settings
+    pipeline: Pipeline
+
+
 async def delete_user(request: Request) -> Response:
-    found = services(request)
+    found: ErasureServices = services(request)
     require_admin(request, found.settings.admin_token)
     user_id = request.path_params["user_id"]
     app_id = request.query_params.get("app_id", "")

@@ -1,6 +1,6 @@
 """What client SQL may do: decided on ClickHouse's own parse tree, never on the query's text.
 
-The query service (server/query_service.py) has the engine parse the query (`EXPLAIN AST` of
+The query service (server/query/service.py) has the engine parse the query (`EXPLAIN AST` of
 the single statement `formatQuery` produced) and hands the tree's text to `refusal()`, which
 returns why the statement is refused, or None. The tree is one node a line, indented by depth:
 

@@ -22,11 +22,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server import clickhouse_http, console, db, openapi
-from server.auth import Keys
-from server.bodies import BodyDeadlines
 from server.config import Settings
-from server.errors import Unavailable, first_line
+from server.http.auth import Keys
+from server.http.bodies import BodyDeadlines
+from server.http.errors import Unavailable, first_line
 from server.ingest.enrich import Enricher
 from server.ingest.pipeline import Pipeline
 from server.ingest.routes import Ingest
@@ -34,10 +33,12 @@ from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
-from server.query_service import QueryService
-from server.reports import configured, rollups, stored_rows
+from server.query import clickhouse_http, console
+from server.query.service import QueryService
+from server.reports import configured, rollup_job, rollups, stored_rows
 from server.reports.cache import DayCache
 from server.reports.params import ReportRange
+from server.store import db
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ class Services:
     settings: Settings
     metrics: Metrics
     keys: Keys
-    openapi: dict[str, Any] = field(default_factory=openapi.document)
     # Set by open():
     query_client: Client = field(init=False)
     report_clients: db.ClientPool = field(init=False)
@@ -113,7 +113,7 @@ class Services:
     _trimmer: asyncio.Task[None] | None = field(init=False, default=None)
     _trim_wanted: asyncio.Event | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
-    # The engine process of a group (server/group.py): the HTTP workers' logs it inserts.
+    # The engine process of a group (server/process/group.py): the HTTP workers' logs it inserts.
     worker_dirs: list[Path] = field(default_factory=list)
     _clients: list[Client] = field(init=False, default_factory=list)
 
@@ -214,11 +214,11 @@ class Services:
             if done.days or done.restamped:
                 log.info("rollup job: %d days stored, %d stamped again", done.days, done.restamped)
 
-    def _rollups_once(self) -> rollups.Refreshed:
+    def _rollups_once(self) -> rollup_job.Refreshed:
         """A round of the job; on one node (not a cluster), every CLEANUP_SECONDS, the rows of
         stored days no marker names any more are deleted (~0.6 s at 10 M demo events)."""
         with self._rollup_round, self.report_clients.client() as client:
-            done = rollups.refresh(client, self.settings.zones, self.settings.rollup_days,
+            done = rollup_job.refresh(client, self.settings.zones, self.settings.rollup_days,
                                    merge=not self.settings.clickhouse_cluster, stopping=self._stopping.is_set,
                                    memory=self.stored_days, more=self.stored_reports())
             if not self.settings.clickhouse_cluster and time.monotonic() - self._cleaned > CLEANUP_SECONDS:

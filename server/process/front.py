@@ -1,4 +1,4 @@
-"""An HTTP worker of a process group on the embedded engine (WEB_CONCURRENCY > 1; server/group.py).
+"""An HTTP worker of a process group on the embedded engine (WEB_CONCURRENCY > 1; server/process/group.py).
 
 It takes events the way one process does — parse, validate, enrich, deduplicate — and
 acknowledges them after the fdatasync of its own write-ahead log (`LOG_DIR/workers/<k>`,
@@ -26,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from server.app import assemble, healthz, settle_collector
-from server.auth import Keys
 from server.config import Settings
-from server.errors import Unavailable
+from server.http.auth import Keys
+from server.http.errors import Unavailable
+from server.http.responses import json_response
 from server.ingest import routes as ingest_routes
 from server.ingest import worker_logs
 from server.ingest.committer import GroupCommit
@@ -40,14 +40,14 @@ from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors, utc_today
 from server.ingest.wal import Position, WriteAheadLog
 from server.metrics import Metrics
-from server.responses import json_response
-from server.services import Services
+from server.process.app import assemble, healthz, settle_collector
+from server.process.services import Services
 
 log = logging.getLogger(__name__)
 
 ENGINE_SOCKET_ENV = "ANALYTICS_API_ENGINE_SOCKET"  # set by `serve` for its workers; not a setting
 PRUNE_SECONDS = 1.0
-ENGINE_WAIT_SECONDS = 120  # as long as the engine may take to start (server/group.py)
+ENGINE_WAIT_SECONDS = 120  # as long as the engine may take to start (server/process/group.py)
 # Not passed on by the proxy (hop-by-hop, or recomputed).
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
                          "proxy-connection", "content-length"})

@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+import zlib
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 
-from server.errors import BadBody, BodyTooLarge, RequestTimeout
-from server.headers import header
-from server.ingest.parse import decode_content
-from server.state import services
+from server.config import Settings
+from server.http.errors import BadBody, BodyTooLarge, RequestTimeout, UnsupportedMediaType
+from server.http.headers import header
+from server.http.state import services
 
 
 class BodyDeadlines:
@@ -58,13 +59,18 @@ class BodyDeadlines:
                     task.cancel()
 
 
+class BodyServices(Protocol):
+    settings: Settings
+    body_deadlines: BodyDeadlines
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `max_bytes` (before reading it all)
     and with 408 when the client takes longer than BODY_TIMEOUT_SECONDS to send it."""
     declared = header(request, b"content-length") or None
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes", field="body")
-    found = services(request)
+    found: BodyServices = services(request)
     timeout = found.settings.body_timeout_seconds
     task = asyncio.current_task()
     assert task is not None
@@ -100,3 +106,27 @@ async def read_decoded_body(request: Request, max_bytes: int) -> bytes:
     """The body within `max_bytes`, its Content-Encoding undone (also within `max_bytes`)."""
     body = await read_body(request, max_bytes)
     return decode_content(body, header(request, b"content-encoding") or None, max_bytes)
+
+
+def decode_content(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """Undo Content-Encoding, refusing output past `max_bytes` (so a gzip bomb costs nothing)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none", field="Content-Encoding"
+        )
+    try:
+        out = decoder.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadBody(f"body is not valid {encoding} data: {exc}", field="body") from None
+    if len(out) > max_bytes:
+        raise BodyTooLarge(f"decoded body is over the limit of {max_bytes} bytes", field="body")
+    if not decoder.eof:
+        raise BadBody(f"{encoding} body is truncated", field="body")
+    return out

@@ -32,10 +32,10 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from server import db
 from server.config import Settings
 from server.ingest.validate import Limits, validate_events
 from server.ingest.writer import encode_rows
+from server.store import db
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.responses import json_response
+from server.http.responses import json_response
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A setting has a value the server cannot use; the message names the variable."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -29,13 +30,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from server import db
-from server.auth import read_protected
 from server.config import Settings
-from server.errors import Unavailable, first_line
+from server.http.auth import read_protected
+from server.http.errors import Unavailable, first_line
+from server.http.state import services
 from server.reports.params import BadParameter, ReportRange, report_range
 from server.reports.queries import sql
-from server.state import services
+from server.store import db
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,17 @@ def parse_format(text: str) -> Format:
     return FORMATS[text]
 
 
+class ExportServices(Protocol):
+    settings: Settings
+
+
 async def export(request: Request) -> Response:
     report = report_range(request.query_params)
     fmt = parse_format(request.query_params.get("format", "ndjson"))
     gzip_file = request.query_params.get("gzip") in ("1", "true")  # a .gz file to keep
     compress = gzip_file or "gzip" in request.headers.get("accept-encoding", "")  # else transport compression
-    settings = services(request).settings
+    found: ExportServices = services(request)
+    settings = found.settings
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""Assembly: the routes and the middleware around one `Services` (server/services.py), opened by
+"""Assembly: the routes and the middleware around one `Services` (server/process/services.py), opened by
 the lifespan.
 
 Start-up migrates the schema and opens the services. Shutdown (SIGTERM/SIGINT through uvicorn,
@@ -24,19 +24,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server import clickhouse_http, console, db, engine_routes, erase, export
-from server.auth import Keys
 from server.config import Settings
-from server.cors import Cors
-from server.errors import first_line, install_error_handlers
+from server.data import erase, export
+from server.data.erase import ErasureServices
+from server.data.export import ExportServices
+from server.http.auth import Keys, KeyServices
+from server.http.bodies import BodyServices
+from server.http.cors import Cors
+from server.http.errors import first_line, install_error_handlers
+from server.http.openapi import openapi_endpoint
+from server.http.responses import json_response
 from server.ingest import routes as ingest_routes
 from server.ingest import worker_logs
+from server.ingest.routes import IngestServices
 from server.metrics import Metrics, MetricsMiddleware
-from server.openapi import openapi_endpoint
+from server.process import engine_routes
+from server.process.services import Services
+from server.query import clickhouse_http, console
+from server.query.clickhouse_http import ClickHouseHttpServices
+from server.query.console import ConsoleServices
 from server.reports import routes as report_routes
-from server.responses import json_response
-from server.services import Services
-from server.state import services
+from server.reports.routes import ReportServices
+from server.store import db
 from server.web import routes as web_routes
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    found = services(request)
+    found: Services = request.app.state.services
     try:
         pending = await asyncio.to_thread(db.pending_migrations, found.query_client)
     except ClickHouseError as exc:
@@ -62,7 +71,7 @@ async def readyz(request: Request) -> Response:
 
 
 class AnalyticsApp(Starlette):
-    """Starlette, with CORS on the ingest routes (server/cors.py) and `POST /events` answered
+    """Starlette, with CORS on the ingest routes (server/http/cors.py) and `POST /events` answered
     before its middleware stack (EventsFastPath)."""
 
     def __init__(self, fast_path: ingest_routes.EventsFastPath, cors: Cors, **kwargs: Any) -> None:
@@ -95,6 +104,10 @@ def assemble(opened: Services, routes: list[Route], lifespan: Any, count_request
         lifespan=lifespan,
     )
     app.state.services = opened
+    # The handlers read app.state.services through their rooms' Protocols (server/http/state.py):
+    # this line has mypy check that the services give every room what it asks.
+    _rooms: tuple[KeyServices, BodyServices, IngestServices, ReportServices, ConsoleServices, ClickHouseHttpServices,
+                  ErasureServices, ExportServices] = (opened, opened, opened, opened, opened, opened, opened, opened)
     install_error_handlers(app)
     return app
 
@@ -126,7 +139,7 @@ def settle_collector() -> None:
 
 def create_app(settings: Settings, freeze_after_start: bool = False, group_workers: int = 0) -> Starlette:
     """The whole server in one process; or, with `group_workers`, the engine process of a group
-    (server/group.py): it also inserts the logs of that many HTTP workers and answers their
+    (server/process/group.py): it also inserts the logs of that many HTTP workers and answers their
     questions on /_engine/ (its socket is reachable by them only), and leaves the requests'
     metrics to them (each request it answers came through a worker, which counted it)."""
     metrics = Metrics()

@@ -5,13 +5,13 @@ A query goes through three steps, each on the engine:
 1. `SELECT formatQuery({q:String})`: the query text travels as a bound parameter, so nothing of
    it runs; ClickHouse's parser accepts exactly one statement (chDB would otherwise run every
    statement of a `;`-separated text) and writes it back in canonical form;
-2. `EXPLAIN AST <canonical statement>`: the parse tree, which server/query_policy.py reads to
+2. `EXPLAIN AST <canonical statement>`: the parse tree, which server/query/policy.py reads to
    refuse writes, DDL, `SET`/`SETTINGS`, `INTO OUTFILE` and functions that reach files, processes
    or the network;
 3. the canonical statement itself, on a session with `readonly=1` (set last), `max_execution_time`,
    `max_memory_usage` and a result bound (`max_result_rows` or `max_result_bytes`).
 
-The engine itself is confined too (server/db.py): its `user_files_path`, `user_scripts_path` and
+The engine itself is confined too (server/store/db.py): its `user_files_path`, `user_scripts_path` and
 `format_schema_path` point at an empty directory of the server's own. (chDB, like clickhouse-local,
 still lets `file()` read absolute paths: that is why step 2 exists.)
 
@@ -35,7 +35,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from server import query_policy
+from server.query import policy as query_policy
 
 PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:")
 WRAPPER_SCOPE = re.compile(r"[.\s:]*In scope SELECT formatQuery\(.*\)\.(?= \()", re.DOTALL)

@@ -1,26 +1,33 @@
 """POST /sql: the read-only SQL console behind the web page (and the read token). (The module is
 named for what it is; the route keeps its path.)
 
-The query runs through the read-only query service (server/query_service.py): parsed and checked
+The query runs through the read-only query service (server/query/service.py): parsed and checked
 by ClickHouse's parser, then run on a `readonly=1` session with time and memory limits and
 `max_result_rows` (with `result_overflow_mode=break`), cut to SQL_MAX_ROWS exactly.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import read_protected
-from server.bodies import read_decoded_body
 from server.config import Settings
-from server.errors import ApiError, BadBody
-from server.query_service import Limits, QueryRefused
-from server.state import services
+from server.http.auth import read_protected
+from server.http.bodies import read_decoded_body
+from server.http.errors import ApiError, BadBody
+from server.http.state import services
+from server.query.service import Limits, QueryRefused, QueryService
 
 MAX_SQL_BYTES = 100_000
+
+
+class ConsoleServices(Protocol):
+    settings: Settings
+    console: QueryService
 
 
 class SqlRefused(ApiError):
@@ -52,7 +59,7 @@ async def post_sql(request: Request) -> Response:
         sql = body.decode("utf-8", errors="replace")
     if not isinstance(sql, str) or not sql.strip():
         raise BadBody('send the query as {"sql": "SELECT …"} or as text/plain', field="sql")
-    found = services(request)
+    found: ConsoleServices = services(request)
     try:
         answer = await found.console.run_rows(sql, found.settings.sql_max_rows)
     except QueryRefused as refused:

@@ -12,7 +12,7 @@ Answers as ClickHouse gives them: the output bytes of the format with `X-ClickHo
 `X-ClickHouse-Query-Id`, `X-ClickHouse-Summary` and `X-ClickHouse-Timezone`; errors as a
 `Code: N. DB::Exception: … (NAME)` text with `X-ClickHouse-Exception-Code` and ClickHouse's HTTP
 status for that code (4xx for every refusal: a client query never gets a 5xx here).
-Every query runs through the read-only query service (server/query_service.py).
+Every query runs through the read-only query service (server/query/service.py).
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from __future__ import annotations
 import base64
 import hmac
 import uuid
+from typing import Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from server.bodies import read_decoded_body
 from server.config import Settings
-from server.query_service import Limits, QueryRefused
-from server.state import services
+from server.http.bodies import read_decoded_body
+from server.http.state import services
+from server.query.service import Limits, QueryRefused, QueryService
 
 MAX_QUERY_BYTES = 262_144  # ClickHouse's own max_query_size
 # Parameters of ClickHouse's HTTP interface that are not settings. Sessions, compression of the
@@ -55,6 +56,11 @@ CONTENT_TYPES = {
     "rowbinarywithnamesandtypes": "application/octet-stream", "parquet": "application/octet-stream",
     "arrow": "application/octet-stream", "arrowstream": "application/octet-stream",
 }
+
+
+class ClickHouseHttpServices(Protocol):
+    settings: Settings
+    clickhouse_queries: QueryService
 
 
 def http_limits(settings: Settings) -> Limits:
@@ -116,12 +122,13 @@ async def _query_text(request: Request) -> str:
 
 
 async def clickhouse(request: Request) -> Response:
-    settings = services(request).settings
+    found: ClickHouseHttpServices = services(request)
+    settings = found.settings
     if not _authenticated(request, settings):
         user, _ = _credentials(request)
         return _error(request, 516, "AUTHENTICATION_FAILED", f"Code: 516. DB::Exception: {user}: Authentication "
                       "failed: password is incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)")
-    service = services(request).clickhouse_queries
+    service = found.clickhouse_queries
     try:
         sql = await _query_text(request)
         if not sql.strip():

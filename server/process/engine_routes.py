@@ -1,4 +1,4 @@
-"""The engine process's answers to a group's HTTP workers (server/group.py), on `/_engine/`: its
+"""The engine process's answers to a group's HTTP workers (server/process/group.py), on `/_engine/`: its
 unix socket is reachable by them only, and the workers never pass `/_engine/` on."""
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.responses import json_response
-from server.state import services
+from server.http.responses import json_response
+from server.process.services import Services
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
 
 
 async def engine_stored(request: Request) -> Response:

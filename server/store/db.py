@@ -22,8 +22,8 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from server import cluster
 from server.config import Settings, clickhouse_target
+from server.store import cluster
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ INSERT_SETTINGS = {"input_format_parallel_parsing": 0}
 
 # The embedded engine's paths for files a query may name (file(), executable(), format schemas)
 # point at an empty directory of our own, so that a query the policy missed finds nothing there.
-# (chDB, like clickhouse-local, still reads absolute paths: server/query_policy.py refuses them.)
+# (chDB, like clickhouse-local, still reads absolute paths: server/query/policy.py refuses them.)
 CONFINED_PATHS = ("user_files_path", "user_scripts_path", "format_schema_path")
 
 

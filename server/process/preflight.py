@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from server import db
 from server.config import ConfigError, Settings
-from server.errors import first_line
+from server.http.errors import first_line
+from server.store import db
 
 
 def check(settings: Settings, serving: bool) -> None:

@@ -2,14 +2,14 @@
 
 chDB allows one process per data directory, so the work is split:
 
-- **HTTP workers** (uvicorn's `workers=N`, app: server/front.py) parse, validate, enrich and
+- **HTTP workers** (uvicorn's `workers=N`, app: server/process/front.py) parse, validate, enrich and
   deduplicate events and acknowledge them after the fdatasync of each one's own write-ahead log;
   every other request they pass to the engine process over a unix socket.
-- **The engine process** (`analytics-api engine`, app: server/app.py with `group_workers=N`)
+- **The engine process** (`analytics-api engine`, app: server/process/app.py with `group_workers=N`)
   owns chDB: it migrates, inserts its own log and every worker's log exactly once (one consumer
   each, server/ingest/worker_logs.py), and answers reports, SQL, /clickhouse/, exports, the
   page, and the workers' questions on `/_engine/` (stored event_ids, the visitors' salts:
-  server/engine_routes.py).
+  server/process/engine_routes.py).
 
 This process starts the engine, waits until it is ready, starts the workers, and restarts the
 engine if it dies (the workers go on acknowledging into their logs meanwhile; what the engine
@@ -107,7 +107,7 @@ class Engine:
 def serve_group(settings: Settings) -> int:
     import uvicorn
 
-    from server.front import ENGINE_SOCKET_ENV
+    from server.process.front import ENGINE_SOCKET_ENV
 
     socket_dir = tempfile.mkdtemp(prefix="analytics-api-")  # short: a unix socket's path has ~100 bytes
     socket_path = os.path.join(socket_dir, "engine.sock")
@@ -116,7 +116,7 @@ def serve_group(settings: Settings) -> int:
     engine.start()
     os.environ[ENGINE_SOCKET_ENV] = socket_path  # for the workers uvicorn starts
     try:
-        uvicorn.run("server.front:create_front_app_from_env", factory=True, workers=settings.web_concurrency,
+        uvicorn.run("server.process.front:create_front_app_from_env", factory=True, workers=settings.web_concurrency,
                     host=settings.host, port=settings.port, access_log=settings.access_log,
                     log_level=settings.log_level, log_config=None, forwarded_allow_ips=settings.forwarded_allow_ips)
     finally:
@@ -128,7 +128,7 @@ def serve_group(settings: Settings) -> int:
 def serve_engine(settings: Settings, socket_path: str) -> int:
     import uvicorn
 
-    from server.app import create_app
+    from server.process.app import create_app
 
     app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
     parent = os.getppid()

@@ -17,7 +17,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "CLICKHOUSE_CLUSTER": (
         "(unset)",
         "A ClickHouse server's cluster name (`remote_servers`): migrations create `ON CLUSTER` "
-        "replicated `_local` tables with Distributed tables named as today's (README: A ClickHouse "
+        "replicated `_local` tables with Distributed tables named as today's (docs/operations.md: A ClickHouse "
         "cluster). Not with the embedded engine.",
     ),
     "HOST": ("127.0.0.1", "Address `analytics-api serve` binds to (`--host` overrides)."),
@@ -26,7 +26,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "1",
         "HTTP worker processes. On the embedded engine, N > 1 runs N workers that acknowledge into "
         "logs of their own plus one process that owns the engine and inserts them (ACK=log only; "
-        "README: Several workers on one machine); with a ClickHouse server, N uvicorn workers.",
+        "docs/operations.md: Several workers on one machine); with a ClickHouse server, N uvicorn workers.",
     ),
     "PROMETHEUS_MULTIPROC_DIR": (
         "(unset)",
@@ -123,7 +123,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "UTC",
         "Time zones (comma-separated IANA names) whose finished days of active users, new users, "
         "session length, revenue, REPORT_FUNNELS and REPORT_BREAKDOWNS the rollup job computes once "
-        "and stores, for all apps and each app (README: Reports). Other zones and filters are "
+        "and stores, for all apps and each app (docs/reports.md). Other zones and filters are "
         "computed per request.",
     ),
     "ROLLUP_INTERVAL_SECONDS": (

@@ -190,13 +190,12 @@ def test_a_memory_bomb_is_stopped_and_the_process_stays_bounded(server):
 
 
 def readme_curl_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### ClickHouse's HTTP interface"):]
-    section = section[:section.index("\n## ")]
+    text = (ROOT / "docs" / "api.md").read_text()
+    section = text[text.index("## ClickHouse's HTTP interface"):]
     return [line.strip() for line in section.splitlines() if line.strip().startswith("curl ")]
 
 
-def test_the_readme_s_curl_examples_work_as_written(tmp_path):
+def test_the_docs_curl_examples_work_as_written(tmp_path):
     """On a server as `make run` starts it (no READ_TOKEN: the password is not checked)."""
     port = free_port()
     process = start_server(tmp_path / "clickhouse", port, SPOOL_DIR=str(tmp_path / "spool"))

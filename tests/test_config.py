@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ConfigError, Settings
-from server.settings_doc import SETTINGS_DOC
+from server.settings_doc import SETTINGS_DOC, markdown_table
 from tests.servers import ROOT, free_port, start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -55,10 +55,20 @@ def test_every_setting_is_documented_in_config_and_readme():
     names = {f.name.upper() for f in fields(Settings)}
     assert names == set(SETTINGS_DOC)
     table = README.read_text()
+    assert markdown_table() in table, "README's configuration table is not `python -m server.settings_doc`'s output"
     for name, (default, _) in SETTINGS_DOC.items():
         row = re.search(rf"^\| `{name}` \| `([^`]*)` \|", table, re.MULTILINE)
         assert row, f"README's configuration table lacks {name}"
         assert row.group(1) == default, f"README gives {name} the default {row.group(1)!r}, config says {default!r}"
+
+
+def test_the_readme_is_short_and_starts_with_the_two_commands():
+    text = README.read_text()
+    assert text.count("\n") <= 300
+    first_section = text[text.index("\n## "):].split("\n## ")[1]
+    assert first_section.startswith("The two commands") and "make run" in first_section and "make test" in first_section
+    for doc in ("api", "reports", "architecture", "operations", "performance"):
+        assert f"(docs/{doc}.md)" in text and (README.parent / "docs" / f"{doc}.md").exists()
 
 
 def test_documented_defaults_match_the_dataclass():

@@ -15,7 +15,7 @@ SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"},
 EVENT = {
     "type": "object",
     "description": "One event. Required: dt (ISO 8601, epoch seconds or ms), event, user_id; aliases of "
-                   "the seed clients are accepted (see README). Unknown scalar fields go to props.",
+                   "the seed clients are accepted (see docs/api.md). Unknown scalar fields go to props.",
     "properties": {
         "dt": {"oneOf": [{"type": "string"}, {"type": "number"}]},
         "event": {"type": "string"}, "user_id": {"type": "string"}, "session_id": {"type": "string"},

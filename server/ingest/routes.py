@@ -208,7 +208,7 @@ class EventsFastPath:
     stack, router and request/response wrappers (server/process/app.py calls it first): the same
     pipeline as `post_events`, its metrics recorded here, ApiErrors answered as their JSON, and
     anything else logged with its traceback and answered 500, as the one handler does.
-    Measured: 11,299 -> 13,894 requests/s inside the middleware stack; see README."""
+    Measured: 11,299 -> 13,894 requests/s inside the middleware stack; see docs/performance.md."""
 
     PATHS = frozenset({"/events", "/events/"})
 

@@ -175,7 +175,7 @@ async def options(request: Request) -> Response:
 
 
 async def play(request: Request) -> Response:
-    """ClickHouse's play page is not vendored (see README): the built-in SQL console instead."""
+    """ClickHouse's play page is not vendored (see docs/api.md): the built-in SQL console instead."""
     return RedirectResponse("/#sql", 307)
 
 

@@ -172,7 +172,7 @@ def erase(settings: Settings, user_id: str, app_id: str) -> int:
 
     import orjson
 
-    from server.data.erase import QUIESCE_TIMEOUT_SECONDS, erase_user
+    from server.data.erase import QUIESCE_TIMEOUT_SECONDS, erase_person
     from server.ingest import worker_logs
     from server.ingest.pipeline import Pipeline
     from server.metrics import Metrics
@@ -185,7 +185,7 @@ def erase(settings: Settings, user_id: str, app_id: str) -> int:
         client = db.connect(settings)
         try:
             async with pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
-                return (await asyncio.to_thread(erase_user, client, user_id, app_id)).body()
+                return (await asyncio.to_thread(erase_person, client, user_id, app_id)).body()
         finally:
             client.close()
             await pipeline.close()

@@ -8,8 +8,11 @@ with its own directory.
 
 from __future__ import annotations
 
+import atexit
 import gc
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import hypothesis
 import pytest
 from clickhouse_connect.driver.client import Client
+from hypothesis.configuration import set_hypothesis_home_dir
 from starlette.testclient import TestClient
 
 from server.config import Settings
@@ -183,9 +187,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-# Hypothesis keeps no example database in the working tree (.hypothesis/): a run leaves no files.
+# Hypothesis keeps no example database, and its other files (a cache of the code's constants) go
+# to a temporary directory instead of .hypothesis/ in the working tree: a run leaves no files.
 hypothesis.settings.register_profile("suite", database=None)
 hypothesis.settings.load_profile("suite")
+HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="hypothesis-")
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, HYPOTHESIS_HOME, True)
 
 
 def _working_tree_files() -> set[str]:

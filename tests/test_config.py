@@ -67,7 +67,7 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
     assert text.count("\n") <= 300
     first_section = text[text.index("\n## "):].split("\n## ")[1]
     assert first_section.startswith("The two commands") and "make run" in first_section and "make test" in first_section
-    for doc in ("api", "reports", "architecture", "operations", "performance"):
+    for doc in ("api", "reports", "architecture", "operations", "performance", "sdks"):
         assert f"(docs/{doc}.md)" in text and (README.parent / "docs" / f"{doc}.md").exists()
 
 

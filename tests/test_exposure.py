@@ -4,14 +4,17 @@ without a read token, and no key or token ever reaches its log."""
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
 
 from server.config import ConfigError, Settings
 from server.logs import redact
-from server.process.preflight import check, is_loopback
-from tests.servers import free_port, output, start_server
+from server.process.preflight import is_loopback, reads_not_exposed
+from tests.servers import ROOT, free_port, output, start_server
 from tests.test_config import one_line_naming, serve
 
 READ_TOKEN = "read-token-4f1c9b7e"
@@ -35,15 +38,20 @@ def test_an_exposed_server_without_a_read_token_refuses_to_start(tmp_path, host)
     assert not (tmp_path / "ch").exists()  # refused before anything was created
 
 
-def test_the_preflight_passes_with_a_token_or_on_purpose(tmp_path):
-    url = f"chdb://{tmp_path}/ch"
+def test_the_exposure_check_passes_with_a_token_or_on_purpose():
+    """(The check alone: the whole preflight opens the engine, one per process, in `serve` above.)"""
     with pytest.raises(ConfigError, match="READ_TOKEN"):
-        check(Settings.from_env({"HOST": "0.0.0.0", "PORT": str(free_port()), "CLICKHOUSE_URL": url}), serving=True)
-    for env in ({"READ_TOKEN": READ_TOKEN}, {"ALLOW_OPEN_READS": "true"}):
-        check(Settings.from_env({"HOST": "0.0.0.0", "PORT": str(free_port()), "CLICKHOUSE_URL": url, **env}),
-              serving=True)
-    # Commands that serve nothing (migrate, erase, import...) are not refused for the HOST they inherit.
-    check(Settings.from_env({"HOST": "0.0.0.0", "CLICKHOUSE_URL": url}), serving=False)
+        reads_not_exposed(Settings.from_env({"HOST": "0.0.0.0"}))
+    for env in ({"READ_TOKEN": READ_TOKEN}, {"ALLOW_OPEN_READS": "true"}, {"HOST": "127.0.0.1"}, {"HOST": "localhost"}):
+        reads_not_exposed(Settings.from_env({"HOST": "0.0.0.0", **env}))
+
+
+def test_commands_that_serve_nothing_are_not_refused_for_the_host_they_inherit(tmp_path):
+    """migrate, erase, import…: HOST=0.0.0.0 in their environment (a container's) is not a reason to stop."""
+    result = subprocess.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "HOST": "0.0.0.0", "CLICKHOUSE_URL": f"chdb://{tmp_path}/ch",
+                                              "LOG_DIR": f"{tmp_path}/wal"})
+    assert result.returncode == 0, result.stderr
 
 
 def test_redaction_of_credentials_in_request_lines():

@@ -24,6 +24,14 @@ ALTER TABLE users_last DELETE WHERE user = sipHash64({user_id:String}) AND ({app
 SETTINGS mutations_sync = 2;
 ALTER TABLE user_days DELETE WHERE user = sipHash64({user_id:String}) AND ({app_id:String} = '' OR app_id = {app_id:String})
 SETTINGS mutations_sync = 2;
+-- Who the user is: their identity links (either side), latest traits and group memberships.
+ALTER TABLE identities DELETE WHERE (user_id = {user_id:String} OR anonymous_id = {user_id:String})
+    AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE person_traits DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
+ALTER TABLE group_members DELETE WHERE user_id = {user_id:String} AND ({app_id:String} = '' OR app_id = {app_id:String})
+SETTINGS mutations_sync = 2;
 -- The configured funnels' and breakdowns' stored days: the user's rows of every key, whichever
 -- app (a key of all apps mixes them); step 3's change makes every day from the user's first
 -- event stored again.

@@ -42,7 +42,9 @@ BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id =
            "session_spans": "user = sipHash64({user_id:String})", "users_first": "user = sipHash64({user_id:String})",
            "users_last": "user = sipHash64({user_id:String})",
            "user_days": "user = sipHash64({user_id:String})",
-           "session_spans_v2": "user = sipHash64({user_id:String})"}
+           "session_spans_v2": "user = sipHash64({user_id:String})",
+           "identities": "(user_id = {user_id:String} OR anonymous_id = {user_id:String})",
+           "person_traits": "user_id = {user_id:String}", "group_members": "user_id = {user_id:String}"}
 # Tables whose rows mix apps (a key of all apps): the user's rows of every app go. The erasure's
 # change (erase_user.sql) reaches back to the user's first event in any app, so the rollup job
 # stores every day that held them again.
@@ -61,9 +63,24 @@ class Erased:
     user_id: str
     app_id: str
     removed: dict[str, int]
+    ids: tuple[str, ...] = ()  # the anonymous ids joined to the user, erased with them
 
     def body(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "app_id": self.app_id or None, "removed": self.removed}
+        return {"user_id": self.user_id, "app_id": self.app_id or None, "removed": self.removed,
+                "anonymous_ids": list(self.ids)}
+
+
+def erase_person(client: Client, user_id: str, app_id: str = "") -> Erased:
+    """The user and every anonymous id an identity call joined to them (`identities`, 020): each
+    id's rows as `erase_user` erases them, the counts added up. Call with the pipeline quiesced."""
+    linked = tuple(str(row[0]) for row in client.query(
+        f"SELECT DISTINCT anonymous_id FROM identities WHERE user_id = {{user_id:String}} AND {APP} ORDER BY 1",
+        parameters={"user_id": user_id, "app_id": app_id}).result_rows)
+    removed = dict(erase_user(client, user_id, app_id).removed)
+    for anonymous_id in linked:
+        for table, rows in erase_user(client, anonymous_id, app_id).removed.items():
+            removed[table] += rows
+    return Erased(user_id, app_id, removed, linked)
 
 
 def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
@@ -113,7 +130,7 @@ async def delete_user(request: Request) -> Response:
     client = await asyncio.to_thread(db.connect, found.settings)
     try:
         async with found.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
-            erased = await asyncio.to_thread(erase_user, client, user_id, app_id)
+            erased = await asyncio.to_thread(erase_person, client, user_id, app_id)
     except ClickHouseError as exc:
         raise Unavailable(f"the erasure did not finish ({first_line(exc)}); run it again") from None
     finally:

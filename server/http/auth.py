@@ -64,12 +64,19 @@ def write_apps(request: Request, keys: Keys) -> frozenset[str] | None:
     presented = _presented(request, "x-write-key")
     if presented is None and request.query_params.get("key"):
         presented = request.query_params["key"].encode()  # the page tracker: sendBeacon sets no headers
+    return apps_of_key(keys, presented, "send Authorization: Bearer <key>, X-Write-Key or ?key=")
+
+
+def apps_of_key(keys: Keys, presented: bytes | None, how: str, field: str = "authorization") -> frozenset[str] | None:
+    """The app_ids a presented write key may write (None: no keys configured, any app). Raises 401,
+    saying `how` a key is sent on this route and naming `field`."""
+    if keys.open_for_writes:
+        return None
     if presented is None:
-        raise Unauthorized("a write key is required: send Authorization: Bearer <key>, X-Write-Key or ?key=",
-                           "authorization")
+        raise Unauthorized(f"a write key is required: {how}", field)
     apps = {app for app, key in keys.write if hmac.compare_digest(presented, key)}  # every key compared
     if not apps:
-        raise Unauthorized("the write key is not valid", "authorization")
+        raise Unauthorized("the write key is not valid", field)
     return frozenset(apps)
 
 

@@ -12,7 +12,13 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 INGEST_PATHS = frozenset({"/events", "/events/", "/event", "/event/", "/analytics/event", "/analytics/event/",
-                          "/api/v1/event/save", "/api-log/v1", "/api-log/v1/"})
+                          "/api/v1/event/save", "/api-log/v1", "/api-log/v1/",
+                          # The peers' SDKs and scripts (server/sdks/routes.py; a test keeps the two in step).
+                          *(f"/v1/{kind}" for kind in ("batch", "b", "import", "track", "t", "page", "p", "screen",
+                                                       "s", "identify", "i", "group", "g", "alias", "a")),
+                          *(path + end for path in ("/capture", "/batch", "/e", "/i/v0/e", "/track", "/decide", "/flags")
+                            for end in ("/", "")),
+                          "/api/event", "/api/send"})
 ALLOWED_HEADERS = b"Content-Type, Content-Encoding, Authorization, X-Write-Key"
 MAX_AGE_SECONDS = b"86400"
 

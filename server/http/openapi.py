@@ -196,9 +196,34 @@ def _ops_paths() -> dict[str, Any]:
     }
 
 
+def _peer(summary: str, answer: dict[str, Any], status: str = "200") -> dict[str, Any]:
+    body = {"type": ["object", "array"]}
+    return {"options": PREFLIGHT, "post": {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body},
+                                                      "text/plain": {"schema": {"type": "string"}}}},
+        "responses": {status: answer, **_errors(400, 401, 403, 408, 413, 415, 422, 503)}}}
+
+
+def _sdk_paths() -> dict[str, Any]:
+    """The peers' routes (server/sdks/routes.py): their SDKs' own answers, our errors inside theirs."""
+    segment = _peer("Segment / RudderStack HTTP Tracking API (write key as the Basic user or writeKey)",
+                    {"description": '{"success": true}', **JSON_ANSWER})
+    posthog = _peer("PostHog capture (api_key in the body)", {"description": '{"status": 1}', **JSON_ANSWER})
+    kinds = ("batch", "b", "import", "track", "t", "page", "p", "screen", "s", "identify", "i", "group", "g", "alias", "a")
+    flags = {"summary": "PostHog feature flags: none", "responses": {"200": {"description": "no flags", **JSON_ANSWER}}}
+    return {
+        **{f"/v1/{kind}": segment for kind in kinds},
+        **{path + end: posthog for path in ("/capture", "/batch", "/e", "/i/v0/e", "/track") for end in ("/", "")},
+        **{path + end: {"get": flags, "post": flags} for path in ("/decide", "/flags") for end in ("/", "")},
+        "/api/event": _peer("Plausible events API (domain: the site)", {"description": "ok", **TEXT}, "202"),
+        "/api/send": _peer("Umami collect API (payload.website: the site)", {"description": "stored", **JSON_ANSWER}),
+    }
+
+
 def document() -> dict[str, Any]:
     ingest = _ingest_paths()
-    paths = {**ingest, **_report_paths(ingest), **_clickhouse_paths(), **_ops_paths()}
+    paths = {**ingest, **_sdk_paths(), **_report_paths(ingest), **_clickhouse_paths(), **_ops_paths()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "analytics-api", "version": "0.1.0",

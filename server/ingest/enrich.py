@@ -43,9 +43,13 @@ class Sender:
 
     @classmethod
     def of(cls, request: Request) -> Sender:
-        user_agent = header(request, b"user-agent")
         client = request.scope.get("client")
-        ip = _valid_ip(client[0]) if client else ""
+        return cls.named(client[0] if client else "", header(request, b"user-agent"))
+
+    @classmethod
+    def named(cls, ip: str, user_agent: str) -> Sender:
+        """A sender from an address (checked: '' when it is not one) and a User-Agent."""
+        ip = _valid_ip(ip) if ip else ""
         return cls(ip, user_agent, describe(user_agent) if user_agent else NO_AGENT, _country(ip) if ip else "")
 
 

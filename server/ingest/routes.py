@@ -82,7 +82,7 @@ class IngestServices(Protocol):
     ingest: Ingest
 
 
-def _ingest(request: Request) -> Ingest:
+def ingest_of(request: Request) -> Ingest:
     found: IngestServices = services(request)
     return found.ingest
 
@@ -105,17 +105,34 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     otherwise rows without one get it from the column's DEFAULT in ClickHouse. Events that
     carry their own event_id and are stored already are not stored again (server/ingest/dedup.py).
     """
-    ingest = _ingest(request)
+    ingest = ingest_of(request)
     try:
         apps = write_apps(request, ingest.keys)
         items = await read_items(request, ingest)
-        sender = Sender.of(request)
+    except ApiError as exc:
+        ingest.metrics.events_rejected.labels(exc.code).inc()
+        raise
+    return await store_items(ingest, items, apps, Sender.of(request), with_event_ids=with_event_ids)
+
+
+async def store_items(ingest: Ingest, items: list[Any], apps: frozenset[str] | None, sender: Sender,
+                      senders: dict[int, Sender] | None = None, with_event_ids: bool = False) -> Stored:
+    """Validate, enrich, deduplicate and store items (all or nothing); on return they are durable.
+    `senders`: for the items at these indexes, the sender their message names (an SDK's
+    `context.ip` and `context.userAgent`) instead of the request's."""
+    try:
         rows, errors = validate_events(items, ingest.limits, anonymous=sender.can_be_visitor)
         if errors:
             ingest.metrics.events_rejected.labels("validation").inc(len(items))
             raise ValidationFailed(errors)
         check_apps(rows, apps)
-        ingest.enricher.enrich(rows, sender)
+        if senders:
+            own = [row for index, row in enumerate(rows) if index not in senders]
+            ingest.enricher.enrich(own, sender)
+            for index, named in senders.items():
+                ingest.enricher.enrich([rows[index]], named)
+        else:
+            ingest.enricher.enrich(rows, sender)
         claim = await ingest.dedup.claim(rows)
         try:
             if with_event_ids:
@@ -175,7 +192,7 @@ async def post_event_save(request: Request) -> Response:
 
 async def post_activities(request: Request) -> Response:
     """Seed 003's `/api-log/v1/`: database activity records into the `activities` table."""
-    ingest = _ingest(request)
+    ingest = ingest_of(request)
     write_apps(request, ingest.keys)  # any valid key: activities belong to no app
     data = parse_json(await read_decoded_body(request, ingest.settings.max_body_bytes))
     document = data[0] if len(data) == 1 and isinstance(data[0], dict) else data

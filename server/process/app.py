@@ -45,6 +45,7 @@ from server.query.clickhouse_http import ClickHouseHttpServices
 from server.query.console import ConsoleServices
 from server.reports import routes as report_routes
 from server.reports.routes import ReportServices
+from server.sdks import routes as sdk_routes
 from server.store import db
 from server.web import routes as web_routes
 
@@ -170,6 +171,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
 
     routes = [
         *ingest_routes.routes(),
+        *sdk_routes.routes(),
         *report_routes.routes(),
         *console.routes(),
         *export.routes(),

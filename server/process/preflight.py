@@ -22,7 +22,7 @@ from server.store import db
 
 def check(settings: Settings, serving: bool) -> None:
     if serving:
-        _reads_not_exposed(settings)
+        reads_not_exposed(settings)
         _port_free(settings)
     if settings.embedded:
         _data_directory_usable(settings)
@@ -48,7 +48,7 @@ def is_loopback(host: str) -> bool:
     return bool(found) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found)
 
 
-def _reads_not_exposed(settings: Settings) -> None:
+def reads_not_exposed(settings: Settings) -> None:
     """A server reachable from the network must not serve reports and client SQL to anyone: with no
     READ_TOKEN it starts only on a loopback address, or when ALLOW_OPEN_READS says so on purpose."""
     if settings.read_token or settings.allow_open_reads or is_loopback(settings.host):

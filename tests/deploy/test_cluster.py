@@ -44,7 +44,8 @@ def test_every_migration_statement_has_a_cluster_form_the_engine_parses(database
     forms = cluster_form(client)
     local = cluster.local_tables(statement for statement, _ in forms)
     assert {"events", "user_first_seen", "sessions", "user_hours", "session_spans", "users_first", "session_spans_v2",
-            "users_last", "report_days", "user_days", "funnel_days", "breakdown_days", "visitor_salts"} <= local
+            "users_last", "report_days", "user_days", "funnel_days", "breakdown_days", "visitor_salts",
+            "identities", "person_traits", "group_members"} <= local
     for _, rewritten in forms:
         for out in rewritten or []:
             assert db.canonical(client, out) == out  # parsed, and already in canonical form

@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m loadgen.bench $(if $(COMPARE),--compare $(COMPARE)) $(if $(STORED),--stored $(STORED))
 	$(BIN)/python -m loadgen.bench_enrich
+	$(BIN)/python -m loadgen.bench_rate_limit
 	$(BIN)/python -m loadgen.bench_workers
 
 # Issue #11's ratio, paired: ROUNDS (3) times the bare endpoint then POST /events, one event a request (~1 min).

@@ -68,6 +68,10 @@ class Settings:
     cors_origins: str = "*"
     forwarded_allow_ips: str = "127.0.0.1"
     body_timeout_seconds: float = 10.0
+    rate_limit_ip_per_second: float = 100.0
+    rate_limit_ip_burst: float = 500.0
+    rate_limit_key_per_second: float = 0.0
+    rate_limit_key_burst: float = 0.0
     ack: str = ""
     log_dir: str = ""
     log_max_bytes: int = 1_073_741_824
@@ -145,7 +149,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
         non_negative = [
-            "max_props", "max_future_seconds", "batch_max_delay_ms", "log_batch_seconds", "stop_timeout_seconds",
+            "max_props", "max_future_seconds", "rate_limit_ip_per_second", "rate_limit_ip_burst",
+            "rate_limit_key_per_second", "rate_limit_key_burst", "batch_max_delay_ms", "log_batch_seconds",
+            "stop_timeout_seconds",
             "rollup_interval_seconds", "rollup_days",
             "buffer_min_seconds",
             "buffer_min_rows", "buffer_min_bytes",

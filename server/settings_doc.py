@@ -70,6 +70,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "10",
         "Longest time a client may take to send a request body; slower gets 408.",
     ),
+    "RATE_LIMIT_IP_PER_SECOND": (
+        "100.0",
+        "Ingest requests a second one client address may send, on average (a token bucket; 0: no "
+        "limit); past it, 429 with Retry-After. Loopback addresses are not limited (a local proxy "
+        "should name its clients: FORWARDED_ALLOW_IPS).",
+    ),
+    "RATE_LIMIT_IP_BURST": ("500.0", "Ingest requests one address may send at once before its rate applies."),
+    "RATE_LIMIT_KEY_PER_SECOND": (
+        "0.0",
+        "Ingest requests a second one write key may send, on average; 0 (the default): no limit per key.",
+    ),
+    "RATE_LIMIT_KEY_BURST": ("0.0", "Ingest requests one write key may send at once (0: as many as its rate)."),
     "ACK": (
         "(by target)",
         "When a 202 is sent. `log`: once the events are fdatasync'd in the local write-ahead log "

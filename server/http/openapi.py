@@ -41,7 +41,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     reasons = {400: "bad body, or ClickHouse refused the SQL (its message)", 401: "missing or wrong key",
                403: "key not valid for an event's app_id, or no admin token", 404: "no such file", 408: "body too slow",
                413: "body or event count over the limit", 415: "content type not taken",
-               422: "a field or parameter is not valid (named)", 503: "not stored now; retry after Retry-After"}
+               422: "a field or parameter is not valid (named)", 429: "rate limited: retry after Retry-After",
+               503: "not stored now; retry after Retry-After"}
     return {str(c): {"description": reasons[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
@@ -61,7 +62,7 @@ def _ingest(summary: str) -> dict[str, Any]:
             "text/plain": {"schema": {"type": "string"}},
         }},
         "responses": {"202": {"description": "durable (in the write-ahead log, or the Buffer table)", **JSON_ANSWER},
-                      **_errors(400, 401, 403, 408, 413, 415, 422, 503)},
+                      **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
     }}
 
 
@@ -91,7 +92,7 @@ def _ingest_paths() -> dict[str, Any]:
     activities = {"options": PREFLIGHT, "post": {"summary": "Seed 003: database activity records",
                            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                            "responses": {"202": {"description": "stored", **JSON_ANSWER},
-                                         **_errors(400, 401, 408, 413, 415, 422, 503)}}}
+                                         **_errors(400, 401, 408, 413, 415, 422, 429, 503)}}}
     return {**ingest, "/api-log/v1/": activities, "/api-log/v1": activities}
 
 
@@ -202,7 +203,7 @@ def _peer(summary: str, answer: dict[str, Any], status: str = "200") -> dict[str
         "summary": summary,
         "requestBody": {"required": True, "content": {"application/json": {"schema": body},
                                                       "text/plain": {"schema": {"type": "string"}}}},
-        "responses": {status: answer, **_errors(400, 401, 403, 408, 413, 415, 422, 503)}}}
+        "responses": {status: answer, **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)}}}
 
 
 def _sdk_paths() -> dict[str, Any]:

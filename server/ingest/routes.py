@@ -42,6 +42,7 @@ from server.ingest.dedup import Dedup, LoggedIds
 from server.ingest.enrich import Enricher, Sender
 from server.ingest.parse import parse_body, parse_json
 from server.ingest.pipeline import Sink
+from server.ingest.rate_limit import RateLimiter
 from server.ingest.validate import Limits, Row, validate_events
 from server.ingest.wal import LogFull, LogWriteFailed
 from server.ingest.writer import EventWriter, encode_rows
@@ -61,6 +62,12 @@ class Ingest:
     dedup: Dedup
     enricher: Enricher
     logged_ids: LoggedIds | None  # ACK=log: ids in the log, not yet in ClickHouse
+    limiter: RateLimiter
+
+    def admit(self, request: Request, apps: frozenset[str] | None) -> None:
+        """The request's rate limits (server/ingest/rate_limit.py): 429 past them."""
+        client = request.scope.get("client")
+        self.limiter.admit(client[0] if client else "", apps)
 
 
 @dataclass
@@ -108,6 +115,7 @@ async def store_events(request: Request, with_event_ids: bool = False) -> Stored
     ingest = ingest_of(request)
     try:
         apps = write_apps(request, ingest.keys)
+        ingest.admit(request, apps)
         items = await read_items(request, ingest)
     except ApiError as exc:
         ingest.metrics.events_rejected.labels(exc.code).inc()
@@ -193,7 +201,7 @@ async def post_event_save(request: Request) -> Response:
 async def post_activities(request: Request) -> Response:
     """Seed 003's `/api-log/v1/`: database activity records into the `activities` table."""
     ingest = ingest_of(request)
-    write_apps(request, ingest.keys)  # any valid key: activities belong to no app
+    ingest.admit(request, write_apps(request, ingest.keys))  # any valid key: activities belong to no app
     data = parse_json(await read_decoded_body(request, ingest.settings.max_body_bytes))
     document = data[0] if len(data) == 1 and isinstance(data[0], dict) else data
     rows, errors = validate_activities(

@@ -36,6 +36,7 @@ from server.ingest.committer import GroupCommit
 from server.ingest.consumer import Checkpoint
 from server.ingest.dedup import Dedup, LoggedIds, LookupFailed
 from server.ingest.enrich import Enricher
+from server.ingest.rate_limit import RateLimiter
 from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors, utc_today
 from server.ingest.wal import Position, WriteAheadLog
@@ -119,6 +120,7 @@ class FrontServices(Services):
             settings=settings, limits=Limits.from_settings(settings), sink=self.committer, activity_writer=None,
             metrics=self.metrics, keys=self.keys, dedup=Dedup(self._stored),
             enricher=Enricher(visitors, settings.max_string_length), logged_ids=self.logged_ids,
+            limiter=RateLimiter.from_settings(settings),
         )
         self._pruner = asyncio.create_task(self._prune())
         self._refresher = asyncio.create_task(self._refresh_salts())

@@ -28,6 +28,7 @@ from server.http.bodies import BodyDeadlines
 from server.http.errors import Unavailable, first_line
 from server.ingest.enrich import Enricher
 from server.ingest.pipeline import Pipeline
+from server.ingest.rate_limit import RateLimiter
 from server.ingest.routes import Ingest
 from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors
@@ -155,6 +156,7 @@ class Services:
             dedup=self.pipeline.dedup(),
             enricher=Enricher(self.visitors, settings.max_string_length),
             logged_ids=self.pipeline.logged_ids,
+            limiter=RateLimiter.from_settings(settings),
         )
         if settings.rollup_interval_seconds:
             self._rollup_job = asyncio.create_task(self._run_rollups())

@@ -81,6 +81,7 @@ def sole_app(apps: frozenset[str] | None) -> str:
 
 
 async def store(request: Request, ingest: Ingest, mapped: Mapped, apps: frozenset[str] | None) -> None:
+    ingest.admit(request, apps)
     if mapped.errors:
         ingest.metrics.events_rejected.labels("validation").inc(len(mapped.items))
         raise ValidationFailed(mapped.errors)

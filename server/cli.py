@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     into.add_argument("--format", choices=["ndjson", "csv", "parquet"], help="default: from the extension")
     into.add_argument("--app-id", default="", help="app_id for events that have none")
     into.add_argument("--quiet", action="store_true", help="no progress bar")
+    save = commands.add_parser("backup", help="write what cannot be derived (events, activities, imports, salts) to a "
+                                              "new directory, after inserting what the logs hold (the server stopped; "
+                                              "a running one: POST /admin/backup)")
+    save.add_argument("path", help="a new or empty directory")
+    back = commands.add_parser("restore", help="migrate, then insert a backup into an empty database (CLICKHOUSE_URL); "
+                                               "the views and the rollup job make the rest again")
+    back.add_argument("path", help="the backup's directory")
     gone = commands.add_parser("erase", help="erase one user's events everywhere, rollups included (the server "
                                                "stopped, on the embedded engine)")
     gone.add_argument("--user-id", required=True, help="the user_id to erase")
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "export":
         return export(settings, args)
+    if args.command in ("backup", "restore"):
+        return backup_or_restore(settings, args.command, args.path)
     if args.command == "erase":
         return erase(settings, args.user_id, args.app_id)
     if args.command == "import":
@@ -191,6 +200,45 @@ def erase(settings: Settings, user_id: str, app_id: str) -> int:
             await pipeline.close()
 
     print(orjson.dumps(asyncio.run(run())).decode())
+    return 0
+
+
+def backup_or_restore(settings: Settings, command: str, path: str) -> int:
+    """`backup`: migrate, insert what the logs hold, then write the backup; `restore`: migrate,
+    then insert the backup (server/data/backup.py)."""
+    import asyncio
+    from pathlib import Path
+
+    import orjson
+
+    from server.data.backup import BackupRefused, backup, restore
+    from server.data.erase import QUIESCE_TIMEOUT_SECONDS
+    from server.ingest import worker_logs
+    from server.ingest.pipeline import Pipeline
+    from server.metrics import Metrics
+    from server.store import db
+
+    async def run() -> dict[str, object]:
+        db.migrate(settings)
+        client = db.connect(settings)
+        try:
+            if command == "restore":
+                return (await asyncio.to_thread(restore, client, Path(path))).body()
+            pipeline = Pipeline(settings, Metrics(), worker_logs.existing(settings.log_dir))
+            pipeline.open()
+            try:
+                async with pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
+                    return (await asyncio.to_thread(backup, client, Path(path))).body()
+            finally:
+                await pipeline.close()
+        finally:
+            client.close()
+
+    try:
+        print(orjson.dumps(asyncio.run(run())).decode())
+    except BackupRefused as refused:
+        print(f"analytics-api: {refused}", file=sys.stderr)
+        return 2
     return 0
 
 

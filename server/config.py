@@ -79,6 +79,7 @@ class Settings:
     log_batch_max_rows: int = 50_000
     stop_timeout_seconds: float = 10.0
     spool_dir: str = ""
+    backup_dir: str = ""
     sql_timeout_seconds: int = 10
     sql_max_rows: int = 1000
     sql_max_memory_bytes: int = 1_000_000_000
@@ -126,6 +127,8 @@ class Settings:
                     values[field.name] = default_clickhouse_url()
                 if field.name == "spool_dir":
                     values[field.name] = default_spool_dir()
+                if field.name == "backup_dir":
+                    values[field.name] = str(Path.cwd() / "var" / "backups")
                 if field.name == "log_dir":
                     values[field.name] = ""  # filled below, from CLICKHOUSE_URL
                 continue

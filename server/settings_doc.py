@@ -117,6 +117,11 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "Where an earlier version kept its outage spool. At start, what a spool there holds is moved "
         "into the log (ACK=log) or ClickHouse (ACK=insert), each event once, and the files deleted.",
     ),
+    "BACKUP_DIR": (
+        "$PWD/var/backups",
+        "Where `POST /admin/backup` writes a running server's backups (one directory per name); "
+        "`analytics-api backup PATH` (the server stopped) writes to PATH.",
+    ),
     "SQL_TIMEOUT_SECONDS": (
         "10",
         "Client SQL (`POST /sql`, `/clickhouse/`): ClickHouse's `max_execution_time` for a query.",

@@ -106,9 +106,9 @@ def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
     return Erased(user_id, app_id, removed)
 
 
-def require_admin(request: Request, admin_token: str) -> None:
+def require_admin(request: Request, admin_token: str, what: str = "erasing users") -> None:
     if not admin_token:
-        raise AdminRequired("erasing users is disabled: set ADMIN_TOKEN to enable it", field="authorization")
+        raise AdminRequired(f"{what} is disabled: set ADMIN_TOKEN to enable it", field="authorization")
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     presented = value.strip() if scheme.lower() == "bearer" else request.headers.get("x-admin-token", "").strip()
     if not presented or not hmac.compare_digest(presented.encode(), admin_token.encode()):

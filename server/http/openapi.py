@@ -131,6 +131,14 @@ def _report_paths(ingest: dict[str, Any]) -> dict[str, Any]:
             "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
                            _param("app_id", "only this app's events (default: every app)")],
             "responses": {"200": {"description": "rows removed per table", **JSON_ANSWER}, **_errors(403, 503)}}},
+        "/admin/backup": {"post": {
+            "summary": "Back up the running server into BACKUP_DIR/name (ADMIN_TOKEN)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "the manifest: files and rows", **JSON_ANSWER},
+                          "409": {"description": "a backup of that name exists", "content": {"application/json": {
+                              "schema": ERROR}}},
+                          **_errors(400, 403, 408, 413, 415, 503)}}},
         "/api/v1/crm/user-stat/total-user": _report("Seed 000: total users"),
         "/api/v1/crm/daily-stat/active-user": {"post": {
             "summary": "Seed 000: active users per day (JSON body with from/to)",

@@ -25,7 +25,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from server.config import Settings
-from server.data import erase, export
+from server.data import backup, erase, export
+from server.data.backup import BackupServices
 from server.data.erase import ErasureServices
 from server.data.export import ExportServices
 from server.http.auth import Keys, KeyServices
@@ -108,7 +109,7 @@ def assemble(opened: Services, routes: list[Route], lifespan: Any, count_request
     # The handlers read app.state.services through their rooms' Protocols (server/http/state.py):
     # this line has mypy check that the services give every room what it asks.
     _rooms: tuple[KeyServices, BodyServices, IngestServices, ReportServices, ConsoleServices, ClickHouseHttpServices,
-                  ErasureServices, ExportServices] = (opened, opened, opened, opened, opened, opened, opened, opened)
+                  ErasureServices, ExportServices, BackupServices] = (opened,) * 9
     install_error_handlers(app)
     return app
 
@@ -176,6 +177,7 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
         *console.routes(),
         *export.routes(),
         *erase.routes(),
+        *backup.routes(),
         *clickhouse_http.routes(),
         *web_routes.routes(),
         Route("/healthz", healthz),

@@ -75,6 +75,22 @@ def event_id_of(message_id: object, app_id: str) -> str | None:
         return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{app_id}\x00{text}"))
 
 
+def finish(item: dict[str, Any], props: dict[str, Any], anonymous_id: str, message_id: object,
+           app_id: str) -> dict[str, Any]:
+    """What every peer's item ends with: the anonymous id joined to the user, the message's id as
+    event_id, the key's app, and the props."""
+    if anonymous_id:
+        props["anonymous_id"] = anonymous_id
+    event_id = event_id_of(message_id, app_id)
+    if event_id:
+        item["event_id"] = event_id
+    if app_id:
+        item["app_id"] = app_id
+    if props:
+        item["props"] = props
+    return item
+
+
 def time_ms(value: object, name: str) -> int | None:
     """An ISO-8601 time or epoch seconds/milliseconds as epoch milliseconds; None when absent."""
     if value is None or value == "":

@@ -35,7 +35,7 @@ from server.sdks.messages import (
     Refused,
     as_object,
     corrected_ms,
-    event_id_of,
+    finish,
     flat_props,
     identity,
 )
@@ -141,13 +141,4 @@ def item_of(event: dict[str, Any], sent_at: object, received_ms: int, app_id: st
         props["url"] = properties["$current_url"]
     if properties.get("$lib"):
         props["library"] = f"{properties['$lib']}/{properties.get('$lib_version', '')}".rstrip("/")
-    if anonymous_id:
-        props["anonymous_id"] = anonymous_id
-    event_id = event_id_of(event.get("uuid"), app_id)
-    if event_id:
-        item["event_id"] = event_id
-    if app_id:
-        item["app_id"] = app_id
-    if props:
-        item["props"] = props
-    return item
+    return finish(item, props, anonymous_id, event.get("uuid"), app_id)

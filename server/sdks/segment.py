@@ -30,7 +30,7 @@ from server.sdks.messages import (
     as_object,
     cents,
     corrected_ms,
-    event_id_of,
+    finish,
     flat_props,
     identity,
 )
@@ -95,8 +95,6 @@ def item_of(message: dict[str, Any], context: dict[str, Any], sent_at: object, r
         props["group_id"] = str(message.get("groupId") or "")
         if not props["group_id"]:
             raise Refused("groupId", "is required")
-    if anonymous_id:
-        props["anonymous_id"] = anonymous_id
     if "revenue" in props:
         item["amount"] = cents(props.pop("revenue"), "properties.revenue")
     library = as_object(context.get("library"), "context.library")
@@ -108,14 +106,7 @@ def item_of(message: dict[str, Any], context: dict[str, Any], sent_at: object, r
             item[column] = str(value)
     if context.get("sessionId") is not None:
         item["session_id"] = str(context["sessionId"])
-    event_id = event_id_of(message.get("messageId"), app_id)
-    if event_id:
-        item["event_id"] = event_id
-    if app_id:
-        item["app_id"] = app_id
-    if props:
-        item["props"] = props
-    return item
+    return finish(item, props, anonymous_id, message.get("messageId"), app_id)
 
 
 def event_name(kind: str, message: dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvicorn
@@ -34,6 +35,18 @@ class Live:
             time.sleep(0.02)
         db.flush_buffer_table(self.client)
         return self.client.query(sql).result_rows
+
+
+def end_after_first_refusal(server: Live, outage: Any) -> str:
+    """Wait until the server refused a request with 503 (ClickHouse refusing), then end the outage;
+    the metric's line, for the test to check again at its end."""
+    metrics = server.app.state.services.metrics
+    refused = 'events_rejected_total{reason="unavailable"} 1.0'
+    deadline = time.monotonic() + 30
+    while refused not in metrics.render().body.decode() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    outage.end()
+    return refused
 
 
 @pytest.fixture

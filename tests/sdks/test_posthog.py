@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +13,7 @@ import orjson
 from posthog import Posthog
 
 from tests.ingest.test_batcher import Outage
+from tests.sdks.conftest import end_after_first_refusal
 
 API_KEY = "phc_project_key_1"
 
@@ -68,12 +68,8 @@ def test_the_posthog_sdk_retries_a_503_and_each_event_is_stored_once(live):
     posthog = Posthog(API_KEY, host=server.url, flush_interval=0.05, max_retries=5)  # its consumer thread
     for n in range(5):
         posthog.capture("retried", distinct_id=f"p{n}")
+    refused = end_after_first_refusal(server, outage)
     metrics = server.app.state.services.metrics
-    refused = 'events_rejected_total{reason="unavailable"} 1.0'
-    deadline = time.monotonic() + 30
-    while refused not in metrics.render().body.decode() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    outage.end()
     posthog.flush()
     posthog.shutdown()
     assert refused in metrics.render().body.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +12,7 @@ from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import APIError
 
 from tests.ingest.test_batcher import Outage
+from tests.sdks.conftest import end_after_first_refusal
 
 WRITE_KEY = "segment-write-key-1"
 
@@ -103,12 +103,8 @@ def test_the_sdk_retries_a_503_and_each_event_is_stored_once(live):
     client = SegmentClient(WRITE_KEY, host=server.url, max_retries=5, upload_interval=0.05)  # its consumer thread
     for n in range(10):
         client.track(user_id=f"u{n}", event="retried", message_id=f"retry-{n}")
+    refused = end_after_first_refusal(server, outage)
     metrics = server.app.state.services.metrics
-    refused = 'events_rejected_total{reason="unavailable"} 1.0'
-    deadline = time.monotonic() + 30
-    while refused not in metrics.render().body.decode() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    outage.end()
     flushed = threading.Thread(target=client.flush)
     flushed.start()
     flushed.join(timeout=60)

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from server.data.erase import pending_erasures
 from server.process.app import create_app
 from server.reports import rollup_job
 from server.store import db
@@ -160,3 +161,26 @@ def test_the_erase_command_takes_events_from_the_log_of_a_killed_server(tmp_path
     assert removed["events"] == sum(1 for e in EVENTS if e["user_id"] == user)
     assert query_in_process(data, f"SELECT count() FROM events WHERE user_id = '{user}'") == [[0]]
     assert query_in_process(data, "SELECT count() FROM events") == [[len(EVENTS) - removed["events"]]]
+
+
+def test_an_erasure_cut_after_deleting_the_events_is_finished_when_asked_again(admin):
+    """What a crash after an erasure's first mutations leaves: its record (021_erasures.sql), the
+    user's events gone, the rollups still counting them. Asked again, it rebuilds from the record."""
+    user = victim()
+    client = admin.app.state.services.query_client
+    params = {"u": user}
+    buckets, hours, first_dt, rows = client.query(
+        "SELECT groupUniqArray(toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), groupUniqArray(toStartOfHour(toDateTime(dt, "
+        "'UTC'))), min(dt), count() FROM events WHERE user_id = {u:String}", parameters=params).result_rows[0]
+    client.insert("erasures", [[user, "", buckets, hours, first_dt, rows, first_dt]],
+                  column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun"])
+    client.command("ALTER TABLE events DELETE WHERE user_id = {u:String} SETTINGS mutations_sync = 2", parameters=params)
+    rest = [e for e in EVENTS if e["user_id"] != user]
+    assert admin.get("/reports/revenue", params=RANGE).json() != reference.revenue(rest, FIRST, LAST, "UTC")
+    assert pending_erasures(client) == [(user, "")]
+    assert admin.delete(f"/users/{user}", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+    assert pending_erasures(client) == []
+    assert admin.get("/reports/revenue", params=RANGE).json() == reference.revenue(rest, FIRST, LAST, "UTC")
+    assert admin.get("/reports/events", params=RANGE).json() == admin.get(
+        "/reports/events", params=RANGE, headers={"Cache-Control": "no-cache"}).json()
+    assert set(rows_of(client, user).values()) == {0}

@@ -76,7 +76,8 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
                         (10, "imports"), (11, "event_changes"), (12, "users_first"), (13, "session_spans_v2"),
                         (14, "report_days"), (15, "users_last"),
                         (16, "event_changes_last"), (17, "user_days"), (18, "funnel_days"),
-                        (19, "breakdown_days"), (20, "identities")]
+                        (19, "breakdown_days"), (20, "identities"),
+                        (21, "erasures")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):

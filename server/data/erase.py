@@ -19,6 +19,7 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
@@ -91,19 +92,38 @@ def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
                for table, match in BY_USER.items()}
     removed.update({table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match}", params)
                     for table, match in ANY_APP.items()})
-    if any(removed.values()):
+    pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
+                           "groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE user_id = "
+                           "{user_id:String} AND app_id = {app_id:String}", parameters=params).result_rows
+    pending = [row[:4] for row in pending if row[4]]
+    if any(removed.values()) or pending:
         # One read of the user's events: the buckets and hours to rebuild, and the first day
-        # changed (the user's first event in any app: see ANY_APP).
-        buckets, hours, first_dt = client.query(
+        # changed (the user's first event in any app: see ANY_APP); with what an erasure cut by a
+        # crash recorded before it deleted them (021_erasures.sql).
+        buckets, hours, first_dt, rows = client.query(
             f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {APP}), "
-            f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt) FROM events WHERE {BY_USER['events']}",
-            parameters=params).result_rows[0]
+            f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt), count() "
+            f"FROM events WHERE {BY_USER['events']}", parameters=params).result_rows[0]
+        if pending:
+            earlier_buckets, earlier_hours, earlier_first, earlier_rows = pending[0]
+            buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
+            first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
+        client.insert("erasures", [[user_id, app_id, buckets, hours, first_dt, rows, datetime.now(UTC)]],
+                      column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun"])
         for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
             client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
-                                                  "rows": removed["events"]})
+                                                  "rows": rows})
+        client.command("ALTER TABLE erasures DELETE WHERE user_id = {user_id:String} AND app_id = {app_id:String} "
+                       "SETTINGS mutations_sync = 2", parameters=params)
     log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
              removed)
     return Erased(user_id, app_id, removed)
+
+
+def pending_erasures(client: Client) -> list[tuple[str, str]]:
+    """(user_id, app_id) of the erasures a crash cut short."""
+    return [(str(user), str(app)) for user, app in client.query(
+        "SELECT user_id, app_id FROM erasures GROUP BY user_id, app_id ORDER BY min(begun)").result_rows]
 
 
 def require_admin(request: Request, admin_token: str, what: str = "erasing users") -> None:

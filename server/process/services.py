@@ -23,6 +23,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.config import Settings
+from server.data.erase import QUIESCE_TIMEOUT_SECONDS, erase_user, pending_erasures
 from server.http.auth import Keys
 from server.http.bodies import BodyDeadlines
 from server.http.errors import Unavailable, first_line
@@ -112,6 +113,7 @@ class Services:
     # the first round (`seed-demo` and `analytics-api rollups` clean up after their round).
     _cleaned: float = field(init=False, default_factory=time.monotonic)
     _trimmer: asyncio.Task[None] | None = field(init=False, default=None)
+    _resumer: asyncio.Task[None] | None = field(init=False, default=None)
     _trim_wanted: asyncio.Event | None = field(init=False, default=None)
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
     # The engine process of a group (server/process/group.py): the HTTP workers' logs it inserts.
@@ -158,6 +160,8 @@ class Services:
             logged_ids=self.pipeline.logged_ids,
             limiter=RateLimiter.from_settings(settings),
         )
+        self._resumer = asyncio.create_task(self._resume_erasures())
+        self._resumer.add_done_callback(_log_unexpected_end)
         if settings.rollup_interval_seconds:
             self._rollup_job = asyncio.create_task(self._run_rollups())
             self._rollup_job.add_done_callback(_log_unexpected_end)
@@ -188,6 +192,22 @@ class Services:
                 log.warning("memory is not given back after queries: %s", first_line(exc))
                 return
             self.metrics.memory_purges.inc()
+
+    async def _resume_erasures(self) -> None:
+        """Erasures a crash cut short are finished (server/data/erase.py), once the log's consumer
+        has inserted what it held (the user's events among them), off the start's path."""
+        client = await asyncio.to_thread(db.connect, self.settings)
+        self._clients.append(client)
+        try:
+            pending = await asyncio.to_thread(pending_erasures, client)
+            if not pending:
+                return
+            async with self.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
+                for user_id, app_id in pending:
+                    erased = await asyncio.to_thread(erase_user, client, user_id, app_id)
+                    log.info("an erasure cut short is finished: %s", erased.body())
+        except (ClickHouseError, Unavailable) as exc:  # asked again, the erasure finishes it
+            log.error("could not finish the erasures a crash cut short: %s", first_line(exc))
 
     async def _refresh_salts(self) -> None:
         while True:
@@ -238,7 +258,7 @@ class Services:
         return client
 
     async def close(self) -> None:
-        for task in (self._refresher, self._rollup_job, self._trimmer):
+        for task in (self._refresher, self._rollup_job, self._trimmer, self._resumer):
             if task is not None:
                 task.cancel()
         # A round of the rollup job runs on in its thread after the task is cancelled: it is told

@@ -92,7 +92,9 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(PYTEST) -n 3 --dist loadfile -m "not slow and not browser"
 
-# The long runs: 25 SIGKILLs of one process under load, 12 of a group's engine or workers (~75 s).
+# The long runs: 25 SIGKILLs of one process under load, 12 of a group's engine or workers, and 32
+# during the background jobs (rollup rounds, late events, erasures, imports) with every report
+# checked against the reference after each (~6 min in all).
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
 

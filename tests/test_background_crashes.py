@@ -1,0 +1,206 @@
+"""Crash consistency of the background work the reports rest on: SIGKILL at random moments of the
+rollup job's first round over 60 days (its stored days, markers and per-user funnel and breakdown
+rows), of rounds with late events arriving (days stored again, restamped), of an erasure, and of
+an import; after each restart (and the interrupted erasure or import run again, as a client
+would), every report over the whole range, read past the cache, equals the Python reference in
+UTC and in Asia/Kolkata (+5:30), and `events` holds every acknowledged event once. (`make
+test-slow`: 32 kills, a few minutes.)"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.reports import reference
+from tests.servers import ROOT, free_port, query_in_process, start_server, wait_consumed
+
+FIRST, DAYS = date(2025, 1, 6), 60
+LAST = FIRST + timedelta(days=DAYS - 1)
+ZONES = ("UTC", "Asia/Kolkata")
+ADMIN = "admin-token-for-crash-tests"
+ENV = {"ROLLUP_INTERVAL_SECONDS": "0.3", "ROLLUP_ZONES": ",".join(ZONES), "REPORT_BREAKDOWNS": "country",
+       "ADMIN_TOKEN": ADMIN, "RATE_LIMIT_IP_PER_SECOND": "0"}
+KILLS = 32
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def with_ids(events: list[dict]) -> list[dict]:
+    return [{**event, "event_id": str(uuid.uuid4())} for event in events]
+
+
+def breakdown(events: list[dict], tz: str) -> list[tuple[str, int, int]]:
+    first, end = reference.day_bounds(FIRST, LAST, tz)
+    users: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for event in events:
+        if first <= event["dt"] < end:
+            users[event["country"]].add(event["user_id"])
+            counts[event["country"]] += 1
+    return sorted((value, len(users[value]), counts[value]) for value in users)
+
+
+def expected(events: list[dict]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for tz in ZONES:
+        found[f"daily {tz}"] = reference.daily(events, FIRST, LAST, tz)
+        found[f"active {tz}"] = reference.active_users(events, FIRST, LAST, tz)
+        found[f"revenue {tz}"] = reference.revenue(events, FIRST, LAST, tz)
+        found[f"retention {tz}"] = reference.retention(events, FIRST, LAST, tz, "week")
+        found[f"funnel {tz}"] = reference.funnel(events, FIRST, LAST, tz, reference.STEPS, 3600)
+        found[f"breakdown {tz}"] = breakdown(events, tz)
+    return found
+
+
+def reports(http: httpx.Client) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for tz in ZONES:
+        def get(path: str, tz: str = tz, **extra: str) -> dict:
+            query = {"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": tz, **extra}
+            return http.get(path, params=query, headers=NO_CACHE).json()
+
+        found[f"daily {tz}"] = get("/reports/daily")
+        found[f"active {tz}"] = get("/reports/active-users")
+        found[f"revenue {tz}"] = get("/reports/revenue")
+        found[f"retention {tz}"] = get("/reports/retention", period="week")["cohorts"]
+        found[f"funnel {tz}"] = [s["users"] for s in get("/reports/funnel", steps=",".join(reference.STEPS),
+                                                         window="3600")["steps"]]
+        found[f"breakdown {tz}"] = sorted((v["value"], v["visitors"], v["events"])
+                                          for v in get("/reports/breakdown", by="country")["values"])
+    return found
+
+
+class Run:
+    """The data directory, the events acknowledged so far, and the server's starts and kills."""
+
+    def __init__(self, tmp_path: Path, seed: int) -> None:
+        self.tmp_path, self.data, self.port = tmp_path, tmp_path / "data", free_port()
+        self.rng = random.Random(seed)
+        self.events: dict[str, dict] = {}  # event_id -> event, every acknowledged one
+        self.kills = 0
+
+    def start(self) -> subprocess.Popen:
+        return start_server(self.data, self.port, **ENV)
+
+    def kill_after(self, server: subprocess.Popen, low: float, high: float) -> None:
+        time.sleep(self.rng.uniform(low, high))
+        server.kill()
+        server.wait(timeout=30)
+        self.kills += 1
+
+    def post(self, http: httpx.Client, events: list[dict]) -> None:
+        """Post in batches; a batch answered 202 is acknowledged (a refused or cut one may be
+        stored or not: sent again until acknowledged, as a client does, it is stored once)."""
+        for n in range(0, len(events), 200):
+            batch = events[n:n + 200]
+            try:
+                if http.post("/events", json=batch).status_code == 202:
+                    self.events.update((e["event_id"], e) for e in batch)
+            except httpx.HTTPError:
+                return
+
+    def check(self) -> None:
+        """After a restart, once the log's consumer has inserted what the kill left in the log
+        (acknowledged events are in the reports from then on): every report equals the
+        reference; every acknowledged event is stored once."""
+        server = self.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60) as http:
+                wait_consumed(self.port)
+                assert reports(http) == expected(list(self.events.values())), f"after kill {self.kills}"
+        finally:
+            server.terminate()
+            server.wait(timeout=120)
+        [[count, unique]] = query_in_process(self.data, "SELECT count(), uniqExact(event_id) FROM events")
+        stored = {str(row[0]) for row in query_in_process(self.data, "SELECT toString(event_id) FROM events")}
+        assert set(self.events) <= stored, f"{len(set(self.events) - stored)} acknowledged events lost"
+        assert count == unique, "an event was stored twice"
+
+
+def first_round(run: Run) -> None:
+    """Stored days dropped (the server stopped), then a kill during the first round over them all."""
+    subprocess.run([sys.executable, "-c", (
+        "import clickhouse_connect, sys; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+        "[c.command(f'TRUNCATE TABLE {t}') for t in ('report_days', 'funnel_days', 'breakdown_days')]"),
+        f"chdb://{run.data}"], check=True, timeout=120)
+    run.kill_after(run.start(), 0.2, 3.0)
+
+
+def late_events(run: Run) -> None:
+    """Events on days already stored arrive while rounds store them again; a kill among them."""
+    server = run.start()
+    late = with_ids(reference.generate(seed=run.rng.randrange(10**6), first_day=FIRST, days=DAYS, users=4))
+    for event in late:
+        event["user_id"] = f"late-{event['user_id']}-{run.kills}"
+    with httpx.Client(base_url=f"http://127.0.0.1:{run.port}", timeout=10) as http:
+        run.post(http, late)
+    run.kill_after(server, 0.0, 1.5)
+
+
+def erasure(run: Run) -> None:
+    """An erasure killed part-way, then run again to its end after the restart."""
+    users = sorted({e["user_id"] for e in run.events.values()})
+    user = run.rng.choice(users)
+    server = run.start()
+    with httpx.Client(base_url=f"http://127.0.0.1:{run.port}", timeout=60) as http:
+        threading.Thread(target=_delete, args=(http, user), daemon=True).start()
+        run.kill_after(server, 0.05, 1.5)
+    server = run.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{run.port}", timeout=120) as http:
+            assert _delete(http, user) == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+    run.events = {key: e for key, e in run.events.items() if e["user_id"] != user}
+
+
+def _delete(http: httpx.Client, user: str) -> int:
+    try:
+        return http.delete(f"/users/{user}", headers={"Authorization": f"Bearer {ADMIN}"}).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def an_import(run: Run) -> None:
+    """`analytics-api import` killed part-way, then run again (it resumes without doubles)."""
+    events = with_ids(reference.generate(seed=run.rng.randrange(10**6), first_day=FIRST, days=DAYS, users=60))
+    for event in events:
+        event["user_id"] = f"imp-{event['user_id']}-{run.kills}"
+    path = run.tmp_path / f"import-{run.kills}.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    command = [sys.executable, "-m", "server.cli", "import", str(path), "--quiet"]
+    env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{run.data}", "LOG_DIR": f"{run.data}-wal",
+           "SPOOL_DIR": f"{run.data}-spool"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run.kill_after(process, 0.3, 2.0)
+    assert subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=300).returncode == 0
+    run.events.update((e["event_id"], e) for e in events)
+
+
+@pytest.mark.slow
+def test_kills_during_the_background_jobs_leave_every_report_equal_to_the_reference(tmp_path):
+    run = Run(tmp_path, seed=29)
+    server = run.start()
+    with httpx.Client(base_url=f"http://127.0.0.1:{run.port}", timeout=30) as http:
+        run.post(http, with_ids(reference.generate(seed=5, first_day=FIRST, days=DAYS, users=40)))
+        wait_consumed(run.port)
+    server.terminate()
+    server.wait(timeout=120)
+    for phase in itertools.cycle([first_round, late_events, first_round, erasure, late_events, an_import]):
+        if run.kills >= KILLS:
+            break
+        phase(run)
+        run.check()

@@ -2,7 +2,9 @@
 Playwright, against a real server holding demo data. Checks that the charts drew their data
 (pixels of the series colour on the canvases, not just axes), that the console runs a query and
 shows the table, and that a refused query shows ClickHouse's error. Screenshots are saved to
-tests/artifacts/. When Chromium or Playwright is missing, the tests are skipped with the reason."""
+$SCREENSHOTS_DIR (default: analytics-api-screenshots in the temporary directory; the suite
+writes nothing in the working tree). When Chromium or Playwright is missing, the tests are
+skipped with the reason."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -18,7 +21,7 @@ import pytest
 from tests.servers import ROOT, free_port, start_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "tests" / "artifacts"
+ARTIFACTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "analytics-api-screenshots")
 SERIES_PIXELS = """(selector) => {
   // Pixels of the first series colour (#4c78a8) on the chart's canvas: the data was drawn.
   const canvas = document.querySelector(selector + " canvas");
@@ -56,7 +59,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])

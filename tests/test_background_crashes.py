@@ -1,7 +1,8 @@
 """Crash consistency of the background work the reports rest on: SIGKILL at random moments of the
 rollup job's first round over 60 days (its stored days, markers and per-user funnel and breakdown
-rows), of rounds with late events arriving (days stored again, restamped), of an erasure, and of
-an import; after each restart (and the interrupted erasure or import run again, as a client
+rows), of rounds with late events arriving (days stored again, restamped), of `analytics-api
+rollups` (a round and the cleanup of unreferenced rows), of an erasure, of an import, and of a
+migration's backfill; after each restart (and the interrupted erasure or import run again, as a client
 would), every report over the whole range, read past the cache, equals the Python reference in
 UTC and in Asia/Kolkata (+5:30), and `events` holds every acknowledged event once. (`make
 test-slow`: 32 kills, a few minutes.)"""
@@ -129,13 +130,39 @@ class Run:
         assert count == unique, "an event was stored twice"
 
 
-def first_round(run: Run) -> None:
-    """Stored days dropped (the server stopped), then a kill during the first round over them all."""
+def commands(run: Run, *statements: str) -> None:
+    """Statements on the data directory, the server stopped (one engine per directory)."""
     subprocess.run([sys.executable, "-c", (
         "import clickhouse_connect, sys; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
-        "[c.command(f'TRUNCATE TABLE {t}') for t in ('report_days', 'funnel_days', 'breakdown_days')]"),
-        f"chdb://{run.data}"], check=True, timeout=120)
+        "[c.command(s) for s in sys.argv[2:]]"), f"chdb://{run.data}", *statements], check=True, timeout=120)
+
+
+def cli(run: Run, *args: str) -> subprocess.Popen:
+    env = {**os.environ, **ENV, "CLICKHOUSE_URL": f"chdb://{run.data}", "LOG_DIR": f"{run.data}-wal",
+           "SPOOL_DIR": f"{run.data}-spool"}
+    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def first_round(run: Run) -> None:
+    """Stored days dropped (the server stopped), then a kill during the first round over them all."""
+    commands(run, *(f"TRUNCATE TABLE {table}" for table in ("report_days", "funnel_days", "breakdown_days")))
     run.kill_after(run.start(), 0.2, 3.0)
+
+
+def cli_round(run: Run) -> None:
+    """The markers dropped (their per-user rows left unreferenced), then `analytics-api rollups`,
+    a round and the cleanup of unreferenced rows in its own process, killed part-way."""
+    commands(run, "TRUNCATE TABLE report_days")
+    run.kill_after(cli(run, "rollups"), 0.5, 4.0)
+
+
+def migration(run: Run) -> None:
+    """Migration 017 (user_days, which retention reads: a view and its backfill) undone, then
+    `analytics-api migrate` killed part-way; the server's start migrates again."""
+    commands(run, "DROP VIEW IF EXISTS user_days_mv", "DROP TABLE IF EXISTS user_days",
+             "ALTER TABLE schema_migrations DELETE WHERE version = 17 SETTINGS mutations_sync = 2")
+    run.kill_after(cli(run, "migrate"), 0.05, 1.5)
 
 
 def late_events(run: Run) -> None:
@@ -181,12 +208,8 @@ def an_import(run: Run) -> None:
         event["user_id"] = f"imp-{event['user_id']}-{run.kills}"
     path = run.tmp_path / f"import-{run.kills}.ndjson"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    command = [sys.executable, "-m", "server.cli", "import", str(path), "--quiet"]
-    env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{run.data}", "LOG_DIR": f"{run.data}-wal",
-           "SPOOL_DIR": f"{run.data}-spool"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run.kill_after(process, 0.3, 2.0)
-    assert subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=300).returncode == 0
+    run.kill_after(cli(run, "import", str(path), "--quiet"), 0.3, 2.0)
+    assert cli(run, "import", str(path), "--quiet").wait(timeout=300) == 0
     run.events.update((e["event_id"], e) for e in events)
 
 
@@ -199,7 +222,8 @@ def test_kills_during_the_background_jobs_leave_every_report_equal_to_the_refere
         wait_consumed(run.port)
     server.terminate()
     server.wait(timeout=120)
-    for phase in itertools.cycle([first_round, late_events, first_round, erasure, late_events, an_import]):
+    for phase in itertools.cycle([first_round, late_events, cli_round, erasure, late_events, an_import, first_round,
+                                  migration]):
         if run.kills >= KILLS:
             break
         phase(run)

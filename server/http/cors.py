@@ -31,7 +31,8 @@ class Cors:
 
     @staticmethod
     def applies(scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["path"] in INGEST_PATHS
+        # analytics.js reads its settings from /v1/projects/<write key>/settings (server/sdks/routes.py).
+        return scope["type"] == "http" and (scope["path"] in INGEST_PATHS or scope["path"].startswith("/v1/projects/"))
 
     def _allow_origin(self, origin: bytes) -> bytes | None:
         if self.any:

@@ -225,6 +225,10 @@ def _sdk_paths() -> dict[str, Any]:
         **{f"/v1/{kind}": segment for kind in kinds},
         **{path + end: posthog for path in ("/capture", "/batch", "/e", "/i/v0/e", "/track") for end in ("/", "")},
         **{path + end: {"get": flags, "post": flags} for path in ("/decide", "/flags") for end in ("/", "")},
+        "/v1/projects/{write_key}/settings": {"get": {
+            "summary": "analytics.js settings (cdnURL pointed here): the Segment.io destination sending to this server",
+            "parameters": [{"name": "write_key", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "settings", **JSON_ANSWER}}}},
         "/api/event": _peer("Plausible events API (domain: the site)", {"description": "ok", **TEXT}, "202"),
         "/api/send": _peer("Umami collect API (payload.website: the site)", {"description": "stored", **JSON_ANSWER}),
     }

@@ -174,6 +174,18 @@ async def posthog_flags(request: Request) -> Response:
                           "config": {"enable_collect_everything": False}})
 
 
+async def segment_settings(request: Request) -> Response:
+    """What Segment's CDN answers analytics.js (`cdnURL` pointed at us): the Segment.io destination
+    sending to this server, and no other destination."""
+    host = header(request, b"host") or f"{request.url.hostname}:{request.url.port}"
+    return json_response({
+        "integrations": {"Segment.io": {"apiKey": request.path_params["write_key"], "apiHost": f"{host}/v1",
+                                        "protocol": request.url.scheme, "deliveryStrategy": {"strategy": "standard"}}},
+        "plan": {"track": {"__default": {"enabled": True, "integrations": {}}}}, "edgeFunction": {},
+        "analyticsNextEnabled": True, "middlewareSettings": {}, "enabledMiddleware": {}, "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": False, "remotePlugins": []})
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -190,6 +202,7 @@ def routes() -> list[Route]:
         *(Route(path, posthog_route, methods=["POST"]) for path in POSTHOG_PATHS),
         *(Route(path + end, posthog_flags, methods=["GET", "POST"]) for path in ("/decide", "/flags")
           for end in ("/", "")),
+        Route("/v1/projects/{write_key}/settings", segment_settings),
         Route("/api/event", plausible_route, methods=["POST"]),
         Route("/api/send", umami_route, methods=["POST"]),
     ]

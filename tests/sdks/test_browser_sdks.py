@@ -37,17 +37,22 @@ if not shutil.which("npm"):
 pytestmark = pytest.mark.browser
 
 
+def from_npm(package: str, path: str) -> Path:
+    """A file of an npm package, installed into the cache when it is not there yet."""
+    found = NPM_CACHE / "node_modules" / package.rsplit("@", 1)[0] / path
+    if not found.exists():
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        installed = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NPM_CACHE),
+                                    package], capture_output=True, text=True, timeout=300)
+        if installed.returncode != 0:
+            pytest.skip(f"npm could not install {package}: {installed.stderr[-300:]}")
+    return found
+
+
 @pytest.fixture(scope="module")
 def posthog_js() -> bytes:
     """The library's browser bundle (dist/array.js), from the npm registry."""
-    bundle = NPM_CACHE / "node_modules" / "posthog-js" / "dist" / "array.js"
-    if not bundle.exists():
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
-        installed = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NPM_CACHE),
-                                    "posthog-js@1"], capture_output=True, text=True, timeout=300)
-        if installed.returncode != 0:
-            pytest.skip(f"npm could not install posthog-js: {installed.stderr[-300:]}")
-    return bundle.read_bytes()
+    return from_npm("posthog-js@1", "dist/array.js").read_bytes()
 
 
 PAGE = """<!doctype html><html><head><title>Shop</title><script src="/array.js"></script></head><body>
@@ -60,14 +65,16 @@ PAGE = """<!doctype html><html><head><title>Shop</title><script src="/array.js">
 
 
 @contextlib.contextmanager
-def shop(api_url: str, library: bytes) -> Iterator[str]:
-    """The shop's page and its copy of the library, served from this machine on another port: an
-    origin other than the API's (Chromium lets a loopback page call a loopback address only)."""
-    page = PAGE.replace("API", api_url).encode()
+def shop(page_html: str, files: dict[str, bytes]) -> Iterator[str]:
+    """The shop's page and its copy of the library (`files` by path), served from this machine on
+    another port: an origin other than the API's (Chromium lets a loopback page call a loopback
+    address only)."""
+    page = page_html.encode()
 
     class Shop(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-            body, kind = (library, "text/javascript") if self.path.startswith("/array.js") else (page, "text/html")
+            path = self.path.split("?")[0]
+            body, kind = (files[path], "text/javascript") if path in files else (page, "text/html")
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -88,7 +95,7 @@ def shop(api_url: str, library: bytes) -> Iterator[str]:
 
 def test_posthog_js_delivers_a_pageview_an_event_and_an_identify_once(live, posthog_js):
     server = live(write_keys="shop:phc_browser_key")
-    with sync_playwright() as playwright, shop(server.url, posthog_js) as origin:
+    with sync_playwright() as playwright, shop(PAGE.replace("API", server.url), {"/array.js": posthog_js}) as origin:
         # navigator.webdriver (automation) makes posthog-js drop every event as a bot's.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -111,3 +118,40 @@ def test_posthog_js_delivers_a_pageview_an_event_and_an_identify_once(live, post
     assert server.rows("SELECT anonymous_id, user_id FROM identities FINAL") == [(anonymous, "buyer-1")]
     [(traits,)] = server.rows("SELECT traits FROM person_traits FINAL")
     assert traits["plan"] == "pro"
+
+
+SEGMENT_PAGE = """<!doctype html><html><head><title>Shop</title><script src="/segment/index.js"></script></head><body>
+<script>
+  // cdnURL: where analytics.js reads its settings, which name this server as where events go.
+  const analytics = AnalyticsNext.AnalyticsBrowser.load({writeKey: "segment-browser-key", cdnURL: "API"});
+  analytics.page();
+  analytics.track("added to cart", {sku: "B-2"});
+  analytics.identify("buyer-2", {plan: "team"});
+</script></body></html>"""
+
+
+def test_segment_analytics_next_delivers_a_page_a_track_and_an_identify_once(live):
+    bundle = from_npm("@segment/analytics-next@1", "dist/umd/index.js")
+    files = {f"/segment/{f.name}": f.read_bytes() for f in bundle.parent.glob("*.js")}
+    server = live(write_keys="shop:segment-browser-key")
+    with sync_playwright() as playwright, shop(SEGMENT_PAGE.replace("API", server.url), files) as origin:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(user_agent=USER_AGENT)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{origin}/shop?utm_source=mail")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(server.rows("SELECT 1 FROM events")) < 3:
+            time.sleep(0.2)
+        anonymous = page.evaluate("localStorage.getItem('ajs_anonymous_id')").strip('"')
+        browser.close()
+    assert errors == []
+    rows = server.rows("SELECT event, user_id, app_id, screen, utm_source, browser FROM events ORDER BY dt, event")
+    assert sorted(row[0] for row in rows) == ["$identify", "added to cart", "pageview"]
+    by_event = {row[0]: row for row in rows}
+    # The calls queued before the library loaded go out after identify set the user: each carries
+    # the user and the anonymous id, so the page view is the user's either way.
+    assert by_event["pageview"][1] in (anonymous, "buyer-2")
+    assert by_event["pageview"][2:6] == ("shop", "/shop", "mail", "Chrome")
+    assert server.rows("SELECT anonymous_id, user_id FROM identities FINAL") == [(anonymous, "buyer-2")]

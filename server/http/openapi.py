@@ -224,11 +224,13 @@ def _sdk_paths() -> dict[str, Any]:
     return {
         **{f"/v1/{kind}": segment for kind in kinds},
         **{path + end: posthog for path in ("/capture", "/batch", "/e", "/i/v0/e", "/track") for end in ("/", "")},
-        **{path + end: {"get": flags, "post": flags} for path in ("/decide", "/flags") for end in ("/", "")},
-        "/v1/projects/{write_key}/settings": {"get": {
-            "summary": "analytics.js settings (cdnURL pointed here): the Segment.io destination sending to this server",
+        **{path + end: {"get": flags, "post": flags, "options": PREFLIGHT} for path in ("/decide", "/flags")
+           for end in ("/", "")},
+        "/v1/projects/{write_key}/settings": {
             "parameters": [{"name": "write_key", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "settings", **JSON_ANSWER}}}},
+            "options": PREFLIGHT,
+            "get": {"summary": "analytics.js settings (cdnURL pointed here): the Segment.io destination sending here",
+                    "responses": {"200": {"description": "settings", **JSON_ANSWER}}}},
         "/api/event": _peer("Plausible events API (domain: the site)", {"description": "ok", **TEXT}, "202"),
         "/api/send": _peer("Umami collect API (payload.website: the site)", {"description": "stored", **JSON_ANSWER}),
     }

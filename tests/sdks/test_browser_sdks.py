@@ -93,9 +93,10 @@ def shop(page_html: str, files: dict[str, bytes]) -> Iterator[str]:
         server.server_close()
 
 
-def test_posthog_js_delivers_a_pageview_an_event_and_an_identify_once(live, posthog_js):
-    server = live(write_keys="shop:phc_browser_key")
-    with sync_playwright() as playwright, shop(PAGE.replace("API", server.url), {"/array.js": posthog_js}) as origin:
+def visit(server, page_html: str, files: dict[str, bytes], path: str, anonymous_id_js: str) -> tuple[str, str]:
+    """Open the shop's page in Chromium until the server holds three events: the library's
+    anonymous id as the page knows it, and the page's origin. No JavaScript error may happen."""
+    with sync_playwright() as playwright, shop(page_html.replace("API", server.url), files) as origin:
         # navigator.webdriver (automation) makes posthog-js drop every event as a bot's.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -103,13 +104,20 @@ def test_posthog_js_delivers_a_pageview_an_event_and_an_identify_once(live, post
         page = browser.new_page(user_agent=USER_AGENT)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"{origin}/?utm_source=news")
+        page.goto(origin + path)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(server.rows("SELECT 1 FROM events")) < 3:
             time.sleep(0.2)
-        anonymous = page.evaluate("posthog.get_property('$device_id')")
+        anonymous = str(page.evaluate(anonymous_id_js)).strip('"')
         browser.close()
     assert errors == []
+    return anonymous, origin
+
+
+def test_posthog_js_delivers_a_pageview_an_event_and_an_identify_once(live, posthog_js):
+    server = live(write_keys="shop:phc_browser_key")
+    anonymous, origin = visit(server, PAGE, {"/array.js": posthog_js}, "/?utm_source=news",
+                              "posthog.get_property('$device_id')")
     rows = server.rows("SELECT event, user_id, app_id, props['url'], utm_source, browser FROM events ORDER BY dt, event")
     assert sorted(row[0] for row in rows) == ["$identify", "added to cart", "pageview"]
     by_event = {row[0]: row for row in rows}
@@ -134,19 +142,7 @@ def test_segment_analytics_next_delivers_a_page_a_track_and_an_identify_once(liv
     bundle = from_npm("@segment/analytics-next@1", "dist/umd/index.js")
     files = {f"/segment/{f.name}": f.read_bytes() for f in bundle.parent.glob("*.js")}
     server = live(write_keys="shop:segment-browser-key")
-    with sync_playwright() as playwright, shop(SEGMENT_PAGE.replace("API", server.url), files) as origin:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(user_agent=USER_AGENT)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"{origin}/shop?utm_source=mail")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(server.rows("SELECT 1 FROM events")) < 3:
-            time.sleep(0.2)
-        anonymous = page.evaluate("localStorage.getItem('ajs_anonymous_id')").strip('"')
-        browser.close()
-    assert errors == []
+    anonymous, _ = visit(server, SEGMENT_PAGE, files, "/shop?utm_source=mail", "localStorage.getItem('ajs_anonymous_id')")
     rows = server.rows("SELECT event, user_id, app_id, screen, utm_source, browser FROM events ORDER BY dt, event")
     assert sorted(row[0] for row in rows) == ["$identify", "added to cart", "pageview"]
     by_event = {row[0]: row for row in rows}

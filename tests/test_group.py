@@ -140,9 +140,14 @@ def test_a_group_under_load_through_twelve_random_sigkills(tmp_path):
             load.keep_going = True
             for _ in range(12):
                 time.sleep(rng.uniform(0.3, 1.5))
-                engine, workers = engine_and_workers(server.pid)
-                victim = rng.choice([pid for pid in [engine, *workers] if pid is not None])
-                os.kill(victim, signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while True:  # none at an instant when the group is restarting them all: look again
+                    engine, workers = engine_and_workers(server.pid)
+                    alive = [pid for pid in [engine, *workers] if pid is not None]
+                    if alive or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                os.kill(rng.choice(alive), signal.SIGKILL)
             time.sleep(2)
         wait_ready(port, server)
         server.terminate()

@@ -69,6 +69,14 @@ def test_every_image_is_pinned():
     assert all(re.search(r":\d+\.\d+\.\d+", base) for base in pinned_bases), pinned_bases
 
 
+def test_the_api_takes_the_client_address_from_nginx():
+    """Behind nginx every request comes from nginx's address: the API trusts its X-Forwarded-For
+    (country, visitor id, per-address rate limits), and only nginx reaches it."""
+    assert SERVICES["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    assert "ports" not in SERVICES["api"]
+    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in (DOCKER / "nginx" / "nginx.conf").read_text()
+
+
 def test_the_api_waits_for_the_one_shot_migration():
     assert SERVICES["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert SERVICES["migrate"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"

@@ -181,7 +181,12 @@ def test_a_stored_day_is_used_only_while_it_is_fresh(stored):
         assert next(row["dau"] for row in answer if row["date"] == day.isoformat()) == shown
 
 
+@pytest.mark.slow
 def test_the_job_runs_in_the_server_and_says_so_on_metrics(make_settings):
+    """(make test-slow: under the full suite's load on 2 cores a round of the job in the server
+    took over 30 s here, in a configured funnel's or breakdown's INSERT … SELECT of a day or two,
+    and the merges this test waits for came too late: 3 failures in 7 full runs on 2026-12-04,
+    reproduced with two CPU hogs beside the test alone. Why a piece takes that long is open.)"""
     events = reference.generate(seed=31, first_day=FIRST, days=14, users=10)
     settings = make_settings(rollup_zones="UTC", rollup_interval_seconds=0.2,
                              rollup_days=(date.today() - FIRST).days + 40)

@@ -1,13 +1,18 @@
-"""`analytics-api serve | migrate | seed-demo | rollups | import | export | erase | loadtest`: parses
+"""`analytics-api serve | migrate | seed-demo | rollups | import | export | erase | backup | restore | loadtest`: parses
 arguments, builds settings and the app (or calls the module that does the work), nothing more."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from server.config import ConfigError, Settings
 from server.logs import configure_logging
+
+if TYPE_CHECKING:  # the CLI imports the engine's client only for the commands that use it
+    from clickhouse_connect.driver.client import Client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,44 +179,12 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def erase(settings: Settings, user_id: str, app_id: str) -> int:
-    """Migrate, insert what the logs hold (this process's and a group's workers': they may hold the
-    user's events), then erase."""
+def run_offline(settings: Settings, work: Callable[[Client], dict[str, object]],
+                insert_logs: bool = True) -> dict[str, object]:
+    """Migrate, then `work(client)` with the server stopped; with `insert_logs`, once what the logs
+    hold (this process's and a group's workers') is inserted, the log's consumer paused."""
     import asyncio
 
-    import orjson
-
-    from server.data.erase import QUIESCE_TIMEOUT_SECONDS, erase_person
-    from server.ingest import worker_logs
-    from server.ingest.pipeline import Pipeline
-    from server.metrics import Metrics
-    from server.store import db
-
-    async def run() -> dict[str, object]:
-        db.migrate(settings)
-        pipeline = Pipeline(settings, Metrics(), worker_logs.existing(settings.log_dir))
-        pipeline.open()
-        client = db.connect(settings)
-        try:
-            async with pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
-                return (await asyncio.to_thread(erase_person, client, user_id, app_id)).body()
-        finally:
-            client.close()
-            await pipeline.close()
-
-    print(orjson.dumps(asyncio.run(run())).decode())
-    return 0
-
-
-def backup_or_restore(settings: Settings, command: str, path: str) -> int:
-    """`backup`: migrate, insert what the logs hold, then write the backup; `restore`: migrate,
-    then insert the backup (server/data/backup.py)."""
-    import asyncio
-    from pathlib import Path
-
-    import orjson
-
-    from server.data.backup import BackupRefused, backup, restore
     from server.data.erase import QUIESCE_TIMEOUT_SECONDS
     from server.ingest import worker_logs
     from server.ingest.pipeline import Pipeline
@@ -222,20 +195,46 @@ def backup_or_restore(settings: Settings, command: str, path: str) -> int:
         db.migrate(settings)
         client = db.connect(settings)
         try:
-            if command == "restore":
-                return (await asyncio.to_thread(restore, client, Path(path))).body()
+            if not insert_logs:
+                return await asyncio.to_thread(work, client)
             pipeline = Pipeline(settings, Metrics(), worker_logs.existing(settings.log_dir))
             pipeline.open()
             try:
                 async with pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
-                    return (await asyncio.to_thread(backup, client, Path(path))).body()
+                    return await asyncio.to_thread(work, client)
             finally:
                 await pipeline.close()
         finally:
             client.close()
 
+    return asyncio.run(run())
+
+
+def erase(settings: Settings, user_id: str, app_id: str) -> int:
+    """Erase after inserting what the logs hold (they may hold the user's events)."""
+    import orjson
+
+    from server.data.erase import erase_person
+
+    print(orjson.dumps(run_offline(settings, lambda client: erase_person(client, user_id, app_id).body())).decode())
+    return 0
+
+
+def backup_or_restore(settings: Settings, command: str, path: str) -> int:
+    """`backup`: write the backup after inserting what the logs hold; `restore`: insert the backup
+    (server/data/backup.py)."""
+    from pathlib import Path
+
+    import orjson
+
+    from server.data.backup import BackupRefused, backup, restore
+
     try:
-        print(orjson.dumps(asyncio.run(run())).decode())
+        if command == "restore":
+            done = run_offline(settings, lambda client: restore(client, Path(path)).body(), insert_logs=False)
+        else:
+            done = run_offline(settings, lambda client: backup(client, Path(path)).body())
+        print(orjson.dumps(done).decode())
     except BackupRefused as refused:
         print(f"analytics-api: {refused}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ configured the server is open, and says so in its start-up log.
 
 from __future__ import annotations
 
+import base64
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,6 +56,18 @@ def _presented(request: Request, name: str) -> bytes | None:
         return value.strip().encode()
     value = header(request, name.encode()).strip()
     return value.encode() if value else None
+
+
+def basic_credentials(request: Request) -> tuple[bytes, bytes] | None:
+    """User and password of `Authorization: Basic …`; None when there is none or it is not base64."""
+    scheme, _, value = header(request, b"authorization").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
+    except ValueError:  # binascii.Error
+        return None
+    return user, password
 
 
 def write_apps(request: Request, keys: Keys) -> frozenset[str] | None:

@@ -17,7 +17,6 @@ Every query runs through the read-only query service (server/query/service.py).
 
 from __future__ import annotations
 
-import base64
 import hmac
 import uuid
 from typing import Protocol
@@ -28,6 +27,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from server.config import Settings
+from server.http.auth import basic_credentials
 from server.http.bodies import read_decoded_body
 from server.http.state import services
 from server.query.service import Limits, QueryRefused, QueryService
@@ -94,11 +94,11 @@ def _cors(request: Request) -> dict[str, str]:
 def _credentials(request: Request) -> tuple[str, str]:
     user = request.headers.get("x-clickhouse-user") or request.query_params.get("user")
     password = request.headers.get("x-clickhouse-key") or request.query_params.get("password")
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic" and value:
+    basic = basic_credentials(request)
+    if basic is not None:
         try:
-            basic_user, _, basic_password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
+            basic_user, basic_password = basic[0].decode(), basic[1].decode()
+        except UnicodeDecodeError:
             basic_user, basic_password = "", ""
         user, password = user or basic_user, password or basic_password
     return user or "default", password or ""

@@ -11,8 +11,6 @@ peer's error shape with ours (`error`: code, message, field, errors) inside.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from server.http.auth import apps_of_key
+from server.http.auth import apps_of_key, basic_credentials
 from server.http.bodies import read_decoded_body
 from server.http.errors import ApiError, BadBody, BodyTooLarge, FieldError, ValidationFailed
 from server.http.headers import header
@@ -93,23 +91,13 @@ async def store(request: Request, ingest: Ingest, mapped: Mapped, apps: frozense
     await store_items(ingest, mapped.items, apps, Sender.of(request), mapped.senders)
 
 
-def basic_user(request: Request) -> bytes | None:
-    """The user of HTTP Basic auth (Segment's SDKs send the write key as it, no password)."""
-    scheme, _, value = header(request, b"authorization").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user = base64.b64decode(value.strip(), validate=True).split(b":", 1)[0]
-    except (binascii.Error, ValueError):
-        return None
-    return user or None
-
-
 async def segment_route(request: Request) -> Response:
     async def work() -> Response:
         ingest = ingest_of(request)
         body = await json_object(request, ingest)
-        key = basic_user(request) or (body["writeKey"].encode() if isinstance(body.get("writeKey"), str) else None)
+        # Segment's SDKs send the write key as the Basic user, with no password.
+        key = (basic_credentials(request) or (b"", b""))[0] or (
+            body["writeKey"].encode() if isinstance(body.get("writeKey"), str) else None)
         apps = apps_of_key(ingest.keys, key, "send it as the HTTP Basic user (Segment's and RudderStack's SDKs "
                            "do) or as writeKey in the body", field="writeKey")
         kind = request.url.path.rsplit("/", 1)[-1]

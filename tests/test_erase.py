@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime
 
 import httpx
@@ -168,13 +169,7 @@ def test_an_erasure_cut_after_deleting_the_events_is_finished_when_asked_again(a
     user's events gone, the rollups still counting them. Asked again, it rebuilds from the record."""
     user = victim()
     client = admin.app.state.services.query_client
-    params = {"u": user}
-    buckets, hours, first_dt, rows = client.query(
-        "SELECT groupUniqArray(toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), groupUniqArray(toStartOfHour(toDateTime(dt, "
-        "'UTC'))), min(dt), count() FROM events WHERE user_id = {u:String}", parameters=params).result_rows[0]
-    client.insert("erasures", [[user, "", buckets, hours, first_dt, rows, first_dt]],
-                  column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun"])
-    client.command("ALTER TABLE events DELETE WHERE user_id = {u:String} SETTINGS mutations_sync = 2", parameters=params)
+    cut_erasure(client, user)
     rest = [e for e in EVENTS if e["user_id"] != user]
     assert admin.get("/reports/revenue", params=RANGE).json() != reference.revenue(rest, FIRST, LAST, "UTC")
     assert pending_erasures(client) == [(user, "")]
@@ -184,3 +179,31 @@ def test_an_erasure_cut_after_deleting_the_events_is_finished_when_asked_again(a
     assert admin.get("/reports/events", params=RANGE).json() == admin.get(
         "/reports/events", params=RANGE, headers={"Cache-Control": "no-cache"}).json()
     assert set(rows_of(client, user).values()) == {0}
+
+
+def cut_erasure(client, user: str) -> None:
+    """What a crash after an erasure's first mutations leaves: its record, the user's events gone."""
+    params = {"u": user}
+    buckets, hours, first_dt, rows = client.query(
+        "SELECT groupUniqArray(toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), groupUniqArray(toStartOfHour(toDateTime(dt, "
+        "'UTC'))), min(dt), count() FROM events WHERE user_id = {u:String}", parameters=params).result_rows[0]
+    client.insert("erasures", [[user, "", buckets, hours, first_dt, rows, first_dt]],
+                  column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun"])
+    client.command("ALTER TABLE events DELETE WHERE user_id = {u:String} SETTINGS mutations_sync = 2", parameters=params)
+
+
+def test_the_server_finishes_an_erasure_cut_short_when_it_starts(make_settings):
+    settings = make_settings(admin_token=ADMIN)
+    with SettlingClient(create_app(settings)) as api:
+        for n in range(0, len(EVENTS), 100):
+            assert api.post("/events", json=EVENTS[n:n + 100]).status_code == 202
+        cut_erasure(api.app.state.services.query_client, victim())
+    with SettlingClient(create_app(settings)) as api:  # a new start on the same data
+        client = api.app.state.services.query_client
+        deadline = time.monotonic() + 30
+        while pending_erasures(client) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pending_erasures(client) == []
+        rest = [e for e in EVENTS if e["user_id"] != victim()]
+        assert api.get("/reports/revenue", params=RANGE).json() == reference.revenue(rest, FIRST, LAST, "UTC")
+        assert set(rows_of(client, victim()).values()) == {0}

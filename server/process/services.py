@@ -196,12 +196,13 @@ class Services:
     async def _resume_erasures(self) -> None:
         """Erasures a crash cut short are finished (server/data/erase.py), once the log's consumer
         has inserted what it held (the user's events among them), off the start's path."""
-        client = await asyncio.to_thread(db.connect, self.settings)
-        self._clients.append(client)
         try:
-            pending = await asyncio.to_thread(pending_erasures, client)
+            # The query client for the look (one query at every start); a client of its own only
+            # when there is an erasure to finish (its mutations outlast the report clients' limits).
+            pending = await asyncio.to_thread(pending_erasures, self.query_client)
             if not pending:
                 return
+            client = await asyncio.to_thread(self._connect)
             async with self.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
                 for user_id, app_id in pending:
                     erased = await asyncio.to_thread(erase_user, client, user_id, app_id)

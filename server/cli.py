@@ -270,6 +270,7 @@ def run_rollups(settings: Settings) -> None:
     purge gives back)."""
     import time
 
+    from server.people import stitch
     from server.reports import configured, rollup_job, stored_rows
     from server.store import db
 
@@ -278,6 +279,9 @@ def run_rollups(settings: Settings) -> None:
     client = db.connect(settings)
     try:
         started = time.perf_counter()
+        if settings.embedded:  # nothing else writes: this process has the engine
+            stitched = stitch.stitch(client, settings.identity_merge_identified)
+            print(f"identity joins decided {stitched.decided}, ids moved to their person {stitched.moved}")
         done = rollup_job.refresh(client, settings.zones, settings.rollup_days, merge=not settings.clickhouse_cluster,
                                       more=configured.stored_reports(settings))
         if not settings.clickhouse_cluster:

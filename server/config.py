@@ -90,6 +90,8 @@ class Settings:
     rollup_days: int = 400
     report_funnels: str = DEFAULT_FUNNELS
     report_breakdowns: str = DEFAULT_BREAKDOWNS
+    stitch_interval_seconds: float = 10.0
+    identity_merge_identified: bool = False
     clickhouse_http_user: str = "default"
     max_body_bytes: int = 1_048_576
     max_events_per_request: int = 10_000
@@ -155,7 +157,7 @@ class Settings:
             "max_props", "max_future_seconds", "rate_limit_ip_per_second", "rate_limit_ip_burst",
             "rate_limit_key_per_second", "rate_limit_key_burst", "batch_max_delay_ms", "log_batch_seconds",
             "stop_timeout_seconds",
-            "rollup_interval_seconds", "rollup_days",
+            "rollup_interval_seconds", "rollup_days", "stitch_interval_seconds",
             "buffer_min_seconds",
             "buffer_min_rows", "buffer_min_bytes",
         ]

@@ -53,6 +53,11 @@ class Metrics:
         self.rollup_last_success = Gauge("rollup_last_success_timestamp_seconds",
                                          "When the rollup job last finished a round", registry=r,
                                          multiprocess_mode="mostrecent")
+        self.identity_merges = Counter("identity_merges", "Identity joins the stitch job decided, by outcome "
+                                       "(joined, refused: the anonymous side already identified, same)", ["outcome"],
+                                       registry=r)
+        self.identity_ids_moved = Counter("identity_ids_moved", "Ids whose events the stitch job moved to their person",
+                                          registry=r)
         self.memory_purges = Counter("engine_memory_purges", "Times the embedded engine gave freed memory back "
                                      "to the system (SYSTEM JEMALLOC PURGE)", registry=r)
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

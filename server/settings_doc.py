@@ -149,6 +149,19 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "late events; 0 turns it off (reports then compute every day).",
     ),
     "ROLLUP_DAYS": ("400", "How many days back from today the rollup job keeps."),
+    "STITCH_INTERVAL_SECONDS": (
+        "10",
+        "How often the stitch job decides new identity joins (identify, alias, an event naming both ids) "
+        "and moves each joined id's events to its person, so every report counts people; 0 turns it off. "
+        "Embedded engine only: with a ClickHouse server the other replicas' inserts would have to pause "
+        "during a move (not built yet), so there reports count ids.",
+    ),
+    "IDENTITY_MERGE_IDENTIFIED": (
+        "false",
+        "`true` also takes a join whose anonymous side is already identified (another id was joined to "
+        "it): two known users become one person. Otherwise such a join is refused and counted "
+        "(`identity_merges_total{outcome=\"refused\"}`), as PostHog does.",
+    ),
     "REPORT_FUNNELS": (
         DEFAULT_FUNNELS,
         "Funnels whose finished days the rollup job stores, per user, for each zone of ROLLUP_ZONES "

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.reports import reference
+from tests.reports import every_report, reference
 from tests.servers import ROOT, free_port, query_in_process, start_server, wait_consumed
 
 FIRST, DAYS = date(2025, 1, 6), 60
@@ -35,52 +34,18 @@ ADMIN = "admin-token-for-crash-tests"
 ENV = {"ROLLUP_INTERVAL_SECONDS": "0.3", "ROLLUP_ZONES": ",".join(ZONES), "REPORT_BREAKDOWNS": "country",
        "ADMIN_TOKEN": ADMIN, "RATE_LIMIT_IP_PER_SECOND": "0"}
 KILLS = 32
-NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def with_ids(events: list[dict]) -> list[dict]:
     return [{**event, "event_id": str(uuid.uuid4())} for event in events]
 
 
-def breakdown(events: list[dict], tz: str) -> list[tuple[str, int, int]]:
-    first, end = reference.day_bounds(FIRST, LAST, tz)
-    users: dict[str, set[str]] = defaultdict(set)
-    counts: dict[str, int] = defaultdict(int)
-    for event in events:
-        if first <= event["dt"] < end:
-            users[event["country"]].add(event["user_id"])
-            counts[event["country"]] += 1
-    return sorted((value, len(users[value]), counts[value]) for value in users)
-
-
 def expected(events: list[dict]) -> dict[str, object]:
-    found: dict[str, object] = {}
-    for tz in ZONES:
-        found[f"daily {tz}"] = reference.daily(events, FIRST, LAST, tz)
-        found[f"active {tz}"] = reference.active_users(events, FIRST, LAST, tz)
-        found[f"revenue {tz}"] = reference.revenue(events, FIRST, LAST, tz)
-        found[f"retention {tz}"] = reference.retention(events, FIRST, LAST, tz, "week")
-        found[f"funnel {tz}"] = reference.funnel(events, FIRST, LAST, tz, reference.STEPS, 3600)
-        found[f"breakdown {tz}"] = breakdown(events, tz)
-    return found
+    return every_report.expected(events, FIRST, LAST, ZONES)
 
 
 def reports(http: httpx.Client) -> dict[str, object]:
-    found: dict[str, object] = {}
-    for tz in ZONES:
-        def get(path: str, tz: str = tz, **extra: str) -> dict:
-            query = {"from": FIRST.isoformat(), "to": LAST.isoformat(), "tz": tz, **extra}
-            return http.get(path, params=query, headers=NO_CACHE).json()
-
-        found[f"daily {tz}"] = get("/reports/daily")
-        found[f"active {tz}"] = get("/reports/active-users")
-        found[f"revenue {tz}"] = get("/reports/revenue")
-        found[f"retention {tz}"] = get("/reports/retention", period="week")["cohorts"]
-        found[f"funnel {tz}"] = [s["users"] for s in get("/reports/funnel", steps=",".join(reference.STEPS),
-                                                         window="3600")["steps"]]
-        found[f"breakdown {tz}"] = sorted((v["value"], v["visitors"], v["events"])
-                                          for v in get("/reports/breakdown", by="country")["values"])
-    return found
+    return every_report.reports(http, FIRST, LAST, ZONES)
 
 
 class Run:

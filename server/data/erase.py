@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -37,19 +37,21 @@ from server.store import db
 
 log = logging.getLogger(__name__)
 
-# Every table that holds the user, and how its rows name them (the others hold sipHash64(user_id)).
-BY_USER = {"events": "user_id = {user_id:String}", "user_first_seen": "user_id = {user_id:String}",
-           "sessions": "user_id = {user_id:String}", "user_hours": "user = sipHash64({user_id:String})",
-           "session_spans": "user = sipHash64({user_id:String})", "users_first": "user = sipHash64({user_id:String})",
-           "users_last": "user = sipHash64({user_id:String})",
-           "user_days": "user = sipHash64({user_id:String})",
-           "session_spans_v2": "user = sipHash64({user_id:String})",
-           "identities": "(user_id = {user_id:String} OR anonymous_id = {user_id:String})",
-           "person_traits": "user_id = {user_id:String}", "group_members": "user_id = {user_id:String}"}
-# Tables whose rows mix apps (a key of all apps): the user's rows of every app go. The erasure's
-# change (erase_user.sql) reaches back to the user's first event in any app, so the rollup job
+IDS = "{user_ids:Array(String)}"
+HASHES = f"arrayMap(id -> sipHash64(id), {IDS})"
+# Every table that holds the ids, and how its rows name them (the others hold sipHash64(user_id)).
+BY_USER = {"events": f"user_id IN {IDS}", "user_first_seen": f"user_id IN {IDS}", "sessions": f"user_id IN {IDS}",
+           **{table: f"user IN {HASHES}" for table in ("user_hours", "session_spans", "users_first", "users_last",
+                                                         "user_days", "session_spans_v2")},
+           "person_traits": f"user_id IN {IDS}", "group_members": f"user_id IN {IDS}"}
+# Who the ids are (020, 022): kept when a stitch moves an anonymous id's events to its person.
+IDENTITY = {"identities": f"(user_id IN {IDS} OR anonymous_id IN {IDS})",
+            "identity_merges": f"(user_id IN {IDS} OR anonymous_id IN {IDS})",
+            "persons": f"(id IN {IDS} OR person IN {IDS})"}
+# Tables whose rows mix apps (a key of all apps): the ids' rows of every app go. The erasure's
+# change (erase_user.sql) reaches back to their first event in any app, so the rollup job
 # stores every day that held them again.
-ANY_APP = {"funnel_days": "user = sipHash64({user_id:String})", "breakdown_days": "user = sipHash64({user_id:String})"}
+ANY_APP = {"funnel_days": f"user IN {HASHES}", "breakdown_days": f"user IN {HASHES}"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
 QUIESCE_TIMEOUT_SECONDS = 60.0
 
@@ -72,58 +74,72 @@ class Erased:
 
 
 def erase_person(client: Client, user_id: str, app_id: str = "") -> Erased:
-    """The user and every anonymous id an identity call joined to them (`identities`, 020): each
-    id's rows as `erase_user` erases them, the counts added up. Call with the pipeline quiesced."""
+    """The user and every id joined to them: the anonymous ids of identity calls (`identities`,
+    020) and the ids whose person they are (`persons`, 022), erased together, the counts added
+    up. Call with the pipeline quiesced."""
     linked = tuple(str(row[0]) for row in client.query(
-        f"SELECT DISTINCT anonymous_id FROM identities WHERE user_id = {{user_id:String}} AND {APP} ORDER BY 1",
-        parameters={"user_id": user_id, "app_id": app_id}).result_rows)
-    removed = dict(erase_user(client, user_id, app_id).removed)
-    for anonymous_id in linked:
-        for table, rows in erase_user(client, anonymous_id, app_id).removed.items():
-            removed[table] += rows
-    return Erased(user_id, app_id, removed, linked)
+        f"SELECT DISTINCT id FROM (SELECT anonymous_id AS id FROM identities WHERE user_id = {{user_id:String}} AND {APP} "
+        f"UNION ALL SELECT id FROM persons WHERE person = {{user_id:String}} AND {APP}) WHERE id != {{user_id:String}} "
+        "ORDER BY 1", parameters={"user_id": user_id, "app_id": app_id}).result_rows)
+    return replace(erase_user(client, user_id, app_id, linked), ids=linked)
 
 
-def erase_user(client: Client, user_id: str, app_id: str = "") -> Erased:
-    """Delete the user's rows (of one app, or all) and rebuild the rollups they counted in.
-    Call with the pipeline quiesced."""
-    params: dict[str, Any] = {"user_id": user_id, "app_id": app_id}
+def erase_user(client: Client, user_id: str, app_id: str = "", linked: tuple[str, ...] = ()) -> Erased:
+    """Delete the user's rows and those of the `linked` ids (of one app, or all), their identity
+    links included, and rebuild the rollups they counted in. Call with the pipeline quiesced."""
+    ids = [user_id, *linked]
+    params: dict[str, Any] = {"user_ids": ids, "app_id": app_id}
     removed = {table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match} AND {APP}", params)
-               for table, match in BY_USER.items()}
+               for table, match in {**BY_USER, **IDENTITY}.items()}
     removed.update({table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match}", params)
                     for table, match in ANY_APP.items()})
-    pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
-                           "groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE user_id = "
-                           "{user_id:String} AND app_id = {app_id:String}", parameters=params).result_rows
-    pending = [row[:4] for row in pending if row[4]]
-    if any(removed.values()) or pending:
-        # One read of the user's events: the buckets and hours to rebuild, and the first day
-        # changed (the user's first event in any app: see ANY_APP); with what an erasure cut by a
-        # crash recorded before it deleted them (021_erasures.sql).
-        buckets, hours, first_dt, rows = client.query(
-            f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {APP}), "
-            f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt), count() "
-            f"FROM events WHERE {BY_USER['events']}", parameters=params).result_rows[0]
-        if pending:
-            earlier_buckets, earlier_hours, earlier_first, earlier_rows = pending[0]
-            buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
-            first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
-        client.insert("erasures", [[user_id, app_id, buckets, hours, first_dt, rows, datetime.now(UTC)]],
-                      column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun"])
-        for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
-            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
-                                                  "rows": rows})
-        client.command("ALTER TABLE erasures DELETE WHERE user_id = {user_id:String} AND app_id = {app_id:String} "
-                       "SETTINGS mutations_sync = 2", parameters=params)
+    if remove_ids(client, ids, app_id, stitched=False, found=any(removed.values())):
+        for table, match in IDENTITY.items():
+            client.command(f"ALTER TABLE {table} DELETE WHERE {match} AND {APP} SETTINGS mutations_sync = 2", parameters=params)
     log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
              removed)
     return Erased(user_id, app_id, removed)
 
 
+def remove_ids(client: Client, ids: list[str], app_id: str, *, stitched: bool, found: bool = True) -> bool:
+    """The ids' rows deleted from `events` and every table keyed by user (not their identity
+    links), and the rollups' buckets they fell in rebuilt (erase_user.sql), when `found` or an
+    earlier removal of any of them was cut short (its record, 021, names the buckets and hours
+    their deleted events fell in). Whether anything was done. Call with the pipeline quiesced."""
+    params: dict[str, Any] = {"user_ids": ids, "app_id": app_id}
+    pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
+                           f"groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE user_id IN {IDS} "
+                           "AND app_id = {app_id:String}", parameters=params).result_rows
+    pending = [row[:4] for row in pending if row[4]]
+    if not found and not pending:
+        return False
+    # One read of the ids' events: the buckets and hours to rebuild, and the first day changed
+    # (their first event in any app: see ANY_APP); with what a removal cut by a crash recorded
+    # before it deleted them (021_erasures.sql).
+    buckets, hours, first_dt, rows = client.query(
+        f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {APP}), "
+        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt), count() "
+        f"FROM events WHERE {BY_USER['events']}", parameters=params).result_rows[0]
+    if pending:
+        earlier_buckets, earlier_hours, earlier_first, earlier_rows = pending[0]
+        buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
+        first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
+    begun = datetime.now(UTC)
+    client.insert("erasures", [[one, app_id, buckets, hours, first_dt, rows, begun, int(stitched)] for one in ids],
+                  column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"])
+    for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
+        client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
+                                              "rows": rows})
+    db.wait_mutations(client)  # the statements' background deletes (erase_user.sql)
+    client.command(f"ALTER TABLE erasures DELETE WHERE user_id IN {IDS} AND app_id = {{app_id:String}} "
+                   "SETTINGS mutations_sync = 2", parameters=params)
+    return True
+
+
 def pending_erasures(client: Client) -> list[tuple[str, str]]:
-    """(user_id, app_id) of the erasures a crash cut short."""
+    """(user_id, app_id) of the erasures a crash cut short (a stitch's: server/people/stitch.py)."""
     return [(str(user), str(app)) for user, app in client.query(
-        "SELECT user_id, app_id FROM erasures GROUP BY user_id, app_id ORDER BY min(begun)").result_rows]
+        "SELECT user_id, app_id FROM erasures WHERE stitch = 0 GROUP BY user_id, app_id ORDER BY min(begun)").result_rows]
 
 
 def require_admin(request: Request, admin_token: str, what: str = "erasing users") -> None:

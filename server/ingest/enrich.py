@@ -27,6 +27,8 @@ from server.ingest.visitors import Visitors
 
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 URL_CACHE_SIZE = 4096
+# props anonymous_id "$visitor": the sender's cookieless visitor id (the tracker's identify sends it)
+THIS_VISITOR = "$visitor"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,15 @@ class Enricher:
             anonymous = "user_id" not in row
             if anonymous:
                 row["user_id"] = self.visitors.visitor_id(row.get("app_id", ""), sender.ip, sender.user_agent)
+            elif row.get("props", {}).get("anonymous_id") == THIS_VISITOR:
+                # The tracker's identify: the visitor it names the user of is this sender's (the stitch
+                # job then joins the visitor's events to the user: server/people/); none without both.
+                named = dict(row["props"])
+                if sender.can_be_visitor:
+                    named["anonymous_id"] = self.visitors.visitor_id(row.get("app_id", ""), sender.ip, sender.user_agent)
+                else:
+                    del named["anonymous_id"]
+                row["props"] = named
             if agent.crawler or (agent.tool and anonymous):
                 row["is_bot"] = 1
                 row["device_type"] = "bot"

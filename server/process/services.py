@@ -35,6 +35,7 @@ from server.ingest.validate import Limits
 from server.ingest.visitors import Visitors
 from server.ingest.writer import EventWriter
 from server.metrics import Metrics
+from server.people.job import StitchJob
 from server.query import clickhouse_http, console
 from server.query.service import QueryService
 from server.reports import configured, rollup_job, rollups, stored_rows
@@ -107,6 +108,8 @@ class Services:
     visitors: Visitors = field(init=False)
     _refresher: asyncio.Task[None] | None = field(init=False, default=None)
     _rollup_job: asyncio.Task[None] | None = field(init=False, default=None)
+    stitch_job: StitchJob | None = field(init=False, default=None)
+    _stitcher: asyncio.Task[None] | None = field(init=False, default=None)
     _rollup_round: threading.Lock = field(init=False, default_factory=threading.Lock)  # held by a round
     _stopping: threading.Event = field(init=False, default_factory=threading.Event)
     # Monotonic time of the job's last cleanup: the first comes CLEANUP_SECONDS after start, not in
@@ -162,6 +165,10 @@ class Services:
         )
         self._resumer = asyncio.create_task(self._resume_erasures())
         self._resumer.add_done_callback(_log_unexpected_end)
+        if settings.stitch_interval_seconds and settings.embedded:  # see STITCH_INTERVAL_SECONDS
+            self.stitch_job = StitchJob(settings, self.metrics, self.pipeline, self._connect)
+            self._stitcher = asyncio.create_task(self.stitch_job.run())
+            self._stitcher.add_done_callback(_log_unexpected_end)
         if settings.rollup_interval_seconds:
             self._rollup_job = asyncio.create_task(self._run_rollups())
             self._rollup_job.add_done_callback(_log_unexpected_end)
@@ -259,9 +266,11 @@ class Services:
         return client
 
     async def close(self) -> None:
-        for task in (self._refresher, self._rollup_job, self._trimmer, self._resumer):
+        for task in (self._refresher, self._rollup_job, self._trimmer, self._resumer, self._stitcher):
             if task is not None:
                 task.cancel()
+        if self.stitch_job is not None:
+            await self.stitch_job.close()
         # A round of the rollup job runs on in its thread after the task is cancelled: it is told
         # to stop and waited for (it ends before its next report key) before the clients close.
         self._stopping.set()

@@ -21,6 +21,7 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.config import Settings, clickhouse_target
 from server.store import cluster
@@ -124,6 +125,26 @@ class ClientPool:
 def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
     """The one integer a query answers (a count, an EXISTS)."""
     return int(client.query(sql, parameters=parameters).result_rows[0][0])
+
+
+class MutationFailed(ClickHouseError):
+    """A mutation (ALTER … DELETE) that failed or did not finish in time."""
+
+
+def wait_mutations(client: Client, timeout: float = 600.0) -> None:
+    """Until every mutation of the database is done; a failed one raises with its reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending, reason = client.query(
+            "SELECT count(), any(latest_fail_reason) FROM system.mutations "
+            "WHERE database = currentDatabase() AND NOT is_done").result_rows[0]
+        if not pending:
+            return
+        if reason:
+            raise MutationFailed(f"a mutation failed: {reason}")
+        if time.monotonic() > deadline:
+            raise MutationFailed(f"{pending} mutations not done after {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def sql_statements(text: str) -> list[str]:

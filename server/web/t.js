@@ -1,7 +1,8 @@
 /* analytics-api page tracker (served at /t.js; plain JS, no build step).
  * <script defer src="https://HOST/t.js" data-app="myapp" data-key="WRITE_KEY"></script>
  * Sends a pageview on load and on single-page navigations (pushState, popstate);
- * analytics.track(name, props) for custom events, analytics.identify(userId) to name the user.
+ * analytics.track(name, props) for custom events, analytics.identify(userId) to name the user (a
+ * `$identify` event: the server joins this visitor's earlier events to the user, server/people/).
  * Events are batched (a JSON array, text/plain so no CORS preflight), each with an event_id so a
  * retry is never stored twice; network errors, 408, 429 and 5xx are retried after the answer's
  * Retry-After (seconds) or else with backoff (2 s doubling to 60 s); on page hide
@@ -89,7 +90,12 @@
     w.analytics = {
       tracker: 1,
       track: function (name, props) { try { send(name, props); } catch (e) { /* never into the page */ } },
-      identify: function (id) { user = id ? String(id) : null; }
+      identify: function (id) {
+        try {
+          user = id ? String(id) : null;
+          if (user) send("$identify", { anonymous_id: "$visitor" }); // the server puts this visitor's id
+        } catch (e) { /* never into the page */ }
+      }
     };
     pageview();
   } catch (e) { /* never into the page */ }

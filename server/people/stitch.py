@@ -1,0 +1,98 @@
+"""The stitch job: one person per human in `events` and everything built from it.
+
+A round (every STITCH_INTERVAL_SECONDS in the server, before `analytics-api rollups` and
+`seed-demo`'s round) does two things:
+
+1. `decide`: the joins of `identities` (020) not yet decided, oldest first, by the rule of
+   server/people/merges.py; each decision goes to `identity_merges`, each id whose person
+   changed to `persons` (022).
+2. `move` (the log's consumer paused, so no event of theirs arrives meanwhile): the events of
+   each joined id still stored under its own id are copied under its person
+   (clickhouse/people/copy_events.sql: every view over `events` counts the copies for the
+   person), then the originals are removed from `events` and every table keyed by user and the
+   rollups' buckets they fell in rebuilt, as an erasure does (server/data/erase.py
+   `remove_ids`, recorded first so that a crash between is finished by the next round). The
+   removal adds a change to `event_changes` reaching back to the id's first event: the rollup
+   job stores every day from then on again, so the stored days count the person too.
+
+Events an anonymous id sends after its join are stored under it and moved by the next round.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from time import time_ns
+
+from clickhouse_connect.driver.client import Client
+
+from server.data.erase import remove_ids
+from server.people.merges import People
+from server.store.db import SQL_DIR, strip_comments
+
+BATCH = 10_000  # joins decided, and ids moved, at most per round
+
+
+@cache
+def sql(name: str) -> str:
+    return strip_comments((SQL_DIR / "people" / f"{name}.sql").read_text())
+
+
+@dataclass(frozen=True)
+class Stitched:
+    decided: dict[str, int]  # joins decided, by outcome (joined, refused, same)
+    moved: int  # ids whose events were moved to their person
+
+
+def decide(client: Client, allow_identified: bool = False, limit: int = BATCH) -> dict[str, int]:
+    """Decide the joins not yet decided (at most `limit`, oldest first); the outcomes counted."""
+    by_app: dict[str, list[tuple[str, str, datetime]]] = {}
+    for app_id, anonymous_id, user_id, first in client.query(sql("candidates"), parameters={"limit": limit}).result_rows:
+        by_app.setdefault(str(app_id), []).append((str(anonymous_id), str(user_id), first))
+    outcomes: Counter[str] = Counter()
+    merges: list[list[object]] = []
+    persons: list[list[object]] = []
+    now, version = datetime.now(UTC), time_ns()
+    for app_id, joins in by_app.items():
+        ids = sorted({one for anonymous_id, user_id, _ in joins for one in (anonymous_id, user_id)})
+        people = People.of((str(one), str(person)) for one, person in client.query(
+            sql("known"), parameters={"app_id": app_id, "ids": ids}).result_rows)
+        for anonymous_id, user_id, first in joins:
+            outcome = people.join(anonymous_id, user_id, allow_identified)
+            outcomes[outcome] += 1
+            merges.append([app_id, anonymous_id, user_id, first, outcome, now])
+        persons += [[app_id, one, person, version] for one, person in people.changed()]
+    # The persons first: a crash before the decisions are written decides them again (`same`).
+    if persons:
+        client.insert("persons", persons, column_names=["app_id", "id", "person", "version"])
+    if merges:
+        client.insert("identity_merges", merges,
+                      column_names=["app_id", "anonymous_id", "user_id", "first_seen", "outcome", "decided"])
+    return dict(outcomes)
+
+
+def movers(client: Client, limit: int = BATCH) -> dict[str, list[tuple[str, str]]]:
+    """Per app, (id, person) of the joined ids with events still under their own id (and those
+    of a move a crash cut short)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for app_id, one, person in client.query(sql("movers"), parameters={"limit": limit}).result_rows:
+        found.setdefault(str(app_id), []).append((str(one), str(person)))
+    return found
+
+
+def move(client: Client, found: dict[str, list[tuple[str, str]]]) -> int:
+    """Move the `found` ids' events to their persons (see the module's doc); the ids moved.
+    Call with the pipeline quiesced."""
+    for app_id, pairs in found.items():
+        ids, persons = [one for one, _ in pairs], [person for _, person in pairs]
+        client.command(sql("copy_events"), parameters={"app_id": app_id, "ids": ids, "persons": persons})
+        remove_ids(client, ids, app_id, stitched=True)
+    return sum(len(pairs) for pairs in found.values())
+
+
+def stitch(client: Client, allow_identified: bool = False) -> Stitched:
+    """A whole round, for a caller that has quiesced the pipeline (the CLI's offline work)."""
+    decided = decide(client, allow_identified)
+    return Stitched(decided, move(client, movers(client)))

@@ -3,7 +3,7 @@
 
 With the ingest pipeline quiesced (server/ingest/pipeline.py: everything acknowledged is in
 `events`, the log's consumer waits), clickhouse/erase/erase_user.sql deletes the user's rows from
-`events` and every table keyed by user, and rebuilds, from what `events` then holds, the buckets
+`events` and every table keyed by user, and erase_rebuild.sql rebuilds, from what `events` then holds, the buckets
 of the rollups that hold only counts and user sets. After it no table holds the user's rows and
 no report counts them. An audit line is logged: the user id, the app and the rows removed per
 table, nothing of the events. Events the user sends after the erasure are new and are stored.
@@ -38,12 +38,13 @@ from server.store import db
 log = logging.getLogger(__name__)
 
 IDS = "{user_ids:Array(String)}"
-HASHES = f"arrayMap(id -> sipHash64(id), {IDS})"
-# Every table that holds the ids, and how its rows name them (the others hold sipHash64(user_id)).
-BY_USER = {"events": f"user_id IN {IDS}", "user_first_seen": f"user_id IN {IDS}", "sessions": f"user_id IN {IDS}",
-           **{table: f"user IN {HASHES}" for table in ("user_hours", "session_spans", "users_first", "users_last",
-                                                         "user_days", "session_spans_v2")},
-           "person_traits": f"user_id IN {IDS}", "group_members": f"user_id IN {IDS}"}
+PAIRS = "{pairs:Array(Tuple(String, String))}"  # (app_id, id): the rows a removal takes
+# Every table that holds the ids, and how its rows name them (the others hold sipHash64(user_id)),
+# for the erasure's audit counts (erase_user.sql deletes them by PAIRS).
+BY_USER = {**{table: f"user_id IN {IDS}" for table in ("events", "user_first_seen", "sessions", "person_traits",
+                                                        "group_members")},
+           **{table: f"user IN arrayMap(id -> sipHash64(id), {IDS})"
+              for table in ("user_hours", "session_spans", "users_first", "users_last", "user_days", "session_spans_v2")}}
 # Who the ids are (020, 022): kept when a stitch moves an anonymous id's events to its person.
 IDENTITY = {"identities": f"(user_id IN {IDS} OR anonymous_id IN {IDS})",
             "identity_merges": f"(user_id IN {IDS} OR anonymous_id IN {IDS})",
@@ -51,8 +52,11 @@ IDENTITY = {"identities": f"(user_id IN {IDS} OR anonymous_id IN {IDS})",
 # Tables whose rows mix apps (a key of all apps): the ids' rows of every app go. The erasure's
 # change (erase_user.sql) reaches back to their first event in any app, so the rollup job
 # stores every day that held them again.
-ANY_APP = {"funnel_days": f"user IN {HASHES}", "breakdown_days": f"user IN {HASHES}"}
+ANY_APP = {"funnel_days": f"user IN arrayMap(id -> sipHash64(id), {IDS})",
+           "breakdown_days": f"user IN arrayMap(id -> sipHash64(id), {IDS})"}
 APP = "({app_id:String} = '' OR app_id = {app_id:String})"
+# A removal's records (021): by pair, or (an erasure of every app) with the app left empty.
+RECORDS = f"((app_id, user_id) IN {PAIRS} OR (app_id = '' AND user_id IN {IDS}))"
 QUIESCE_TIMEOUT_SECONDS = 60.0
 
 
@@ -93,7 +97,8 @@ def erase_user(client: Client, user_id: str, app_id: str = "", linked: tuple[str
                for table, match in {**BY_USER, **IDENTITY}.items()}
     removed.update({table: db.scalar(client, f"SELECT count() FROM {table} WHERE {match}", params)
                     for table, match in ANY_APP.items()})
-    if remove_ids(client, ids, app_id, stitched=False, found=any(removed.values())):
+    apps = [app_id] if app_id else [str(row[0]) for row in client.query("SELECT DISTINCT app_id FROM users_first").result_rows]
+    if remove_ids(client, [(app, one) for app in apps for one in ids], stitched=False, found=any(removed.values())):
         for table, match in IDENTITY.items():
             client.command(f"ALTER TABLE {table} DELETE WHERE {match} AND {APP} SETTINGS mutations_sync = 2", parameters=params)
     log.info("audit: erased user_id %r (app_id %s): rows removed %s", user_id, repr(app_id) if app_id else "all",
@@ -101,38 +106,40 @@ def erase_user(client: Client, user_id: str, app_id: str = "", linked: tuple[str
     return Erased(user_id, app_id, removed)
 
 
-def remove_ids(client: Client, ids: list[str], app_id: str, *, stitched: bool, found: bool = True) -> bool:
-    """The ids' rows deleted from `events` and every table keyed by user (not their identity
-    links), and the rollups' buckets they fell in rebuilt (erase_user.sql), when `found` or an
-    earlier removal of any of them was cut short (its record, 021, names the buckets and hours
-    their deleted events fell in). Whether anything was done. Call with the pipeline quiesced."""
-    params: dict[str, Any] = {"user_ids": ids, "app_id": app_id}
+def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, found: bool = True) -> bool:
+    """The rows of each (app_id, id) pair deleted from `events` and every table keyed by user (not
+    the identity links), and the rollups' buckets they fell in rebuilt (erase_user.sql, then
+    erase_rebuild.sql), when `found` or an earlier removal of any of them was cut short (its record, 021, names the buckets
+    and hours their deleted events fell in). Whether anything was done. Call with the pipeline
+    quiesced."""
+    params: dict[str, Any] = {"pairs": pairs, "user_ids": sorted({one for _, one in pairs})}
     pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
-                           f"groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE user_id IN {IDS} "
-                           "AND app_id = {app_id:String}", parameters=params).result_rows
+                           f"groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE {RECORDS}",
+                           parameters=params).result_rows
     pending = [row[:4] for row in pending if row[4]]
     if not found and not pending:
         return False
     # One read of the ids' events: the buckets and hours to rebuild, and the first day changed
     # (their first event in any app: see ANY_APP); with what a removal cut by a crash recorded
     # before it deleted them (021_erasures.sql).
+    taken = f"(app_id, user_id) IN {PAIRS}"
     buckets, hours, first_dt, rows = client.query(
-        f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {APP}), "
-        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {APP}), min(dt), count() "
-        f"FROM events WHERE {BY_USER['events']}", parameters=params).result_rows[0]
+        f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {taken}), "
+        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {taken}), min(dt), countIf({taken}) "
+        f"FROM events WHERE user_id IN {IDS}", parameters=params).result_rows[0]
     if pending:
         earlier_buckets, earlier_hours, earlier_first, earlier_rows = pending[0]
         buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
         first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
     begun = datetime.now(UTC)
-    client.insert("erasures", [[one, app_id, buckets, hours, first_dt, rows, begun, int(stitched)] for one in ids],
+    client.insert("erasures", [[one, app, buckets, hours, first_dt, rows, begun, int(stitched)] for app, one in pairs],
                   column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"])
-    for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
-        client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
-                                              "rows": rows})
-    db.wait_mutations(client)  # the statements' background deletes (erase_user.sql)
-    client.command(f"ALTER TABLE erasures DELETE WHERE user_id IN {IDS} AND app_id = {{app_id:String}} "
-                   "SETTINGS mutations_sync = 2", parameters=params)
+    for name in ("erase_user", "erase_rebuild"):  # the deletes, then (once done) the rollups' rebuilds
+        for statement in db.sql_statements((db.SQL_DIR / "erase" / f"{name}.sql").read_text()):
+            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
+                                                  "rows": rows})
+        db.wait_mutations(client)  # the statements' deletes run in the background
+    client.command(f"ALTER TABLE erasures DELETE WHERE {RECORDS} SETTINGS mutations_sync = 2", parameters=params)
     return True
 
 

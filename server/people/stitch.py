@@ -88,8 +88,10 @@ def move(client: Client, found: dict[str, list[tuple[str, str]]]) -> int:
     for app_id, pairs in found.items():
         ids, persons = [one for one, _ in pairs], [person for _, person in pairs]
         client.command(sql("copy_events"), parameters={"app_id": app_id, "ids": ids, "persons": persons})
-        remove_ids(client, ids, app_id, stitched=True)
-    return sum(len(pairs) for pairs in found.values())
+    taken = [(app_id, one) for app_id, pairs in found.items() for one, _ in pairs]
+    if taken:  # one removal for every app: its mutations' cost hardly grows with the rows
+        remove_ids(client, taken, stitched=True)
+    return len(taken)
 
 
 def stitch(client: Client, allow_identified: bool = False) -> Stitched:

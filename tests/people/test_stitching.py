@@ -181,7 +181,7 @@ def test_a_move_cut_short_stores_every_event_once(people):
     other_ids = [one for one, _ in other]
     client.command(stitch.sql("copy_events"), parameters={"app_id": other_app, "ids": other_ids,
                                                            "persons": [person for _, person in other]})
-    remove_ids(client, other_ids[:1], other_app, stitched=True)  # one id's removal done
+    remove_ids(client, [(other_app, other_ids[0])], stitched=True)  # one id's removal done
     people.portal.call(people.app.state.services.stitch_job.round)
     stored_once(people, len(events) + len(calls))
     joined, _ = as_people(events, calls)

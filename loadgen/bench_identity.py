@@ -7,7 +7,8 @@ and `persons` filled with `--identities` joins already decided (anonymous ids of
 events already theirs), then the rollup job's first round (`analytics-api rollups`). Measured:
 
 - a stitch round with nothing new (decide + the look for ids to move): what every
-  STITCH_INTERVAL_SECONDS costs at this size (median of 5);
+  STITCH_INTERVAL_SECONDS costs at this size, and the full look of the first round and of one an
+  hour (medians of 5);
 - `--joins` new anonymous histories (up to 20 views each in the last 30 days, as new events of
   `v:new-<user>`) and their `$identify`: the round that decides them and moves their events
   (copy, removal, bucket rebuilds), then the rollup round that stores the touched days again,
@@ -15,7 +16,7 @@ events already theirs), then the rollup job's first round (`analytics-api rollup
 - every 30-day report through a server afterwards (`Cache-Control: no-cache`, stored days read),
   as bench_reports measures them;
 - the engine's cost per ingested event of the identity views (020: identities, person_traits,
-  group_members): the same 100 k-event INSERT into a database with them and one without,
+  group_members; 023: ids_seen): the same 100 k-event INSERT into a database with them and one without,
   interleaved, 5 rounds.
 
 Writes loadgen/results/bench-identity-<time>.json. A benchmark: it prints, it asserts nothing.
@@ -41,6 +42,7 @@ import httpx
 from loadgen.bench_reports import REPORTS, timings_ms, wait_for_merges
 from server.config import Settings
 from server.people import stitch
+from server.people.job import MARGIN_SECONDS, db_now
 from server.reports import configured, rollup_job
 from server.store import db
 from tests.servers import free_port, start_server
@@ -48,14 +50,14 @@ from tests.servers import free_port, start_server
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadgen" / "results"
 ZONES = ("UTC", "Asia/Kolkata")
-IDENTITY_VIEWS = ("identities_mv", "person_traits_mv", "group_members_mv")
+IDENTITY_VIEWS = ("identities_mv", "person_traits_mv", "group_members_mv", "ids_seen_mv")
 
 DECIDED = """
 INSERT INTO {table}
-SELECT app_id, concat('v:old-', toString(n)) AS anonymous_id, user_id, {rest}
-FROM (SELECT number AS n, users[n % length(users) + 1] AS pick, pick.1 AS app_id, pick.2 AS user_id
-      FROM numbers({count}) AS numbers, (SELECT groupArray((app_id, user_id)) AS users FROM
-      (SELECT DISTINCT app_id, user_id FROM events WHERE user_id LIKE 'demo-u%')) AS known)
+SELECT app_id, concat('v:old-', toString(k), '-', user_id) AS anonymous_id, user_id, {rest}
+FROM (SELECT DISTINCT app_id, user_id FROM events WHERE user_id LIKE 'demo-u%')
+ARRAY JOIN range(toUInt64(ceil({count} / (SELECT uniqExact(user_id) FROM events WHERE user_id LIKE 'demo-u%')))) AS k
+LIMIT {count}
 """
 ANONYMOUS = """
 INSERT INTO events
@@ -125,11 +127,11 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
         settings = Settings.from_env(env)
         client = db.connect(settings, client_settings={"max_execution_time": 0})
         try:
-            rest = {"identities": "now64(3), 'bench'", "identity_merges": "now64(3), 'joined', now64(3)"}
-            for table, columns in rest.items():
-                client.command(DECIDED.format(table=table, rest=columns, count=identities))
-            client.command(DECIDED.format(table="persons", rest="1", count=identities).replace(
-                "anonymous_id, user_id", "id, user_id AS person"))
+            a_day_ago = "now64(3) - INTERVAL 1 DAY"  # not in a round's window
+            client.command(DECIDED.format(table="identities", rest=f"{a_day_ago}, 'bench', {a_day_ago}", count=identities))
+            client.command("INSERT INTO identity_merges SELECT app_id, anonymous_id, user_id, first_seen, 'joined', "
+                           "now64(3) FROM identities")
+            client.command("INSERT INTO persons SELECT app_id, anonymous_id, user_id, 1 FROM identities")
             print(f"{identities:,} decided identities in identities, identity_merges and persons")
         finally:
             client.close()
@@ -139,19 +141,25 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
         print(f"the rollup job's first round (analytics-api rollups): {took:.1f} s")
         client = db.connect(settings, client_settings={"max_execution_time": 0})
         try:
-            idle = [seconds(lambda: (stitch.decide(client), stitch.movers(client, limit=1)))[0] for _ in range(runs)]
+            full = [seconds(lambda: (stitch.decide(client), stitch.movers(client, limit=1)))[0] for _ in range(runs)]
+            found["stitch round looking at everything, nothing new (ms)"] = statistics.median(full) * 1000
+            since = db_now(client) - timedelta(seconds=MARGIN_SECONDS)
+            idle = [seconds(lambda: (stitch.decide(client, since=since), stitch.movers(client, since, [], 1)))[0]
+                    for _ in range(runs)]
             found["stitch round, nothing new (ms)"] = statistics.median(idle) * 1000
-            print(f"a stitch round with nothing new: {found['stitch round, nothing new (ms)']:.0f} ms (median of {runs})")
+            print(f"a stitch round with nothing new: {found['stitch round, nothing new (ms)']:.0f} ms; looking at "
+                  f"everything (at start, hourly): {found['stitch round looking at everything, nothing new (ms)']:.0f} ms "
+                  f"(medians of {runs})")
             client.command(ANONYMOUS.format(joins=joins))
             client.command(IDENTIFY)
             found["anonymous events added"] = db.scalar(client, "SELECT count() FROM events WHERE user_id LIKE 'v:new-%'")
-            took, decided = seconds(lambda: stitch.decide(client))
+            took, decided = seconds(lambda: stitch.decide(client, since=since))
             found["decide (ms)"] = took * 1000
-            took, movers = seconds(lambda: stitch.movers(client))
+            took, movers = seconds(lambda: stitch.movers(client, since, decided.changed))
             found["find ids to move (ms)"] = took * 1000
             took, moved = seconds(lambda: stitch.move(client, movers))
             found["move (s)"] = took
-            print(f"{joins:,} new joins: decided {decided} in {found['decide (ms)']:.0f} ms, ids to move found in "
+            print(f"{joins:,} new joins: decided {decided.outcomes} in {found['decide (ms)']:.0f} ms, ids to move found in "
                   f"{found['find ids to move (ms)']:.0f} ms, {moved:,} ids' {found['anonymous events added']:,} events "
                   f"moved in {took:.1f} s")
             found["rollup round after the joins (s)"] = rollup_round(client, settings)

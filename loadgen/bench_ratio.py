@@ -1,9 +1,13 @@
-"""The single-event ratio (issue #11's target), paired: ROUNDS times (a) the bare endpoint then
-(b) POST /events with one event a request (ACK=log, a fresh data directory), wrk -c64 for 10 s
-each, and b/a per round. The bare endpoint alone varies by ~10% from run to run here, so one
-pair says little.
+"""The single-event ratio, the one harness its figure comes from (issue #28): ROUNDS interleaved
+pairs, each (a) the bare endpoint (loadgen/bare_app.py: read the body, parse the JSON, 202) then
+(b) `POST /events` with one event a request (ACK=log, a fresh data directory), wrk -t1 -c64 for 10 s
+each on the same uvicorn; b/a per round, and the median and spread of the rounds. The machine is
+described with the figures (cores, CPU, the log's file system and its fdatasync latency, how busy
+other processes kept it, with a warning over 5%), in the output and in
+loadgen/results/bench-ratio-<time>.json. Machines here differ by 2x and runs by ~15%: quote the
+median of interleaved rounds, with the machine line.
 
-    python -m loadgen.bench_ratio [--rounds 3]
+    python -m loadgen.bench_ratio [--rounds 5] [--log-dir DIR]   # make bench-ratio ROUNDS=5
 
 A benchmark: it prints figures, it asserts nothing.
 """
@@ -11,33 +15,60 @@ A benchmark: it prints figures, it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
+import time
+from pathlib import Path
 
 from loadgen.bench import measure_http
 from loadgen.harness import bare_server, embedded_server
+from loadgen.machine import describe, others_cpu_share
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONNECTIONS, SECONDS = 64, 10
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--log-dir", default=tempfile.gettempdir(),
+                        help="where each round's data directory and write-ahead log go (default: the temp dir)")
     args = parser.parse_args()
-    ratios = []
-    for round_number in range(1, args.rounds + 1):
+    before = others_cpu_share()
+    rounds = []
+    for number in range(1, args.rounds + 1):
         bare = bare_server()
         try:
-            a = measure_http("(a) bare", bare, "/events", 1, 64, 10)
+            a = measure_http("(a) bare", bare, "/events", 1, CONNECTIONS, SECONDS)
         finally:
             bare.stop()
-        with tempfile.TemporaryDirectory(prefix="bench-ratio-") as directory:
+        with tempfile.TemporaryDirectory(prefix="bench-ratio-", dir=args.log_dir) as directory:
             server = embedded_server(directory)
             try:
-                b = measure_http("(b) one event, ACK=log", server, "/events", 1, 64, 10)
+                b = measure_http("(b) one event, ACK=log", server, "/events", 1, CONNECTIONS, SECONDS)
             finally:
                 server.stop()
-        ratios.append(b.events_per_second / a.events_per_second)
-        print(f"round {round_number}: (a) {a.events_per_second:,.0f}/s  (b) {b.events_per_second:,.0f}/s "
-              f"p99 {b.p99_ms} ms  b/a {ratios[-1]:.3f}", flush=True)
-    print(f"b/a: mean {sum(ratios) / len(ratios):.3f}, lowest {min(ratios):.3f} (target >= 0.5)")
+        rounds.append({"bare_per_second": a.events_per_second, "ours_per_second": b.events_per_second,
+                       "ours_p50_ms": b.p50_ms, "ours_p99_ms": b.p99_ms, "errors": a.errors + b.errors,
+                       "ratio": b.events_per_second / a.events_per_second})
+        print(f"round {number}: (a) {a.events_per_second:,.0f}/s  (b) {b.events_per_second:,.0f}/s "
+              f"p99 {b.p99_ms} ms  b/a {rounds[-1]['ratio']:.3f}", flush=True)
+    machine = describe(Path(args.log_dir), max(before, others_cpu_share()))
+    ratios = [r["ratio"] for r in rounds]
+    median = statistics.median(ratios)
+    spread = (max(ratios) - min(ratios)) / 2
+    print(f"b/a: median {median:.3f} over {len(ratios)} rounds, spread ±{spread:.3f} "
+          f"(lowest {min(ratios):.3f}, highest {max(ratios):.3f}); target >= 0.7")
+    print(machine.line())
+    if machine.warning():
+        print(machine.warning())
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-ratio-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"median": median, "spread": spread, "rounds": rounds, "connections": CONNECTIONS,
+                                "seconds": SECONDS, "machine": machine.as_dict(),
+                                "warning": machine.warning()}, indent=2))
+    print(f"written {path}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class Settings:
                 values[field.name] = overrides[field.name]
                 continue
             raw = env.get(name)
+            if field.name == "web_concurrency" and (raw or "auto").strip().lower() == "auto":
+                values[field.name] = AUTO_WORKERS  # resolved below, once the target and ACK are known
+                continue
             if raw is None or raw == "":
                 if field.name == "clickhouse_url":
                     values[field.name] = default_clickhouse_url()
@@ -136,6 +139,8 @@ class Settings:
                 continue
             values[field.name] = _convert(name, raw, field.default)
         settings = cls(**values)  # type: ignore[arg-type]
+        if settings.web_concurrency == AUTO_WORKERS:
+            settings = replace(settings, web_concurrency=auto_workers(settings))
         settings.check()
         if not settings.log_dir:
             settings = replace(settings, log_dir=default_log_dir(settings.clickhouse_url))
@@ -306,3 +311,17 @@ def _convert(name: str, raw: str, default: object) -> object:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     return raw.strip()
+
+
+AUTO_WORKERS = 0  # WEB_CONCURRENCY=auto (the default), until resolved
+
+
+def auto_workers(settings: Settings) -> int:
+    """WEB_CONCURRENCY=auto: every core used. On the embedded engine with ACK=log, one HTTP worker
+    per core but one, which the engine's process takes (at least 1: a single process); with a
+    ClickHouse server and ACK=insert, one per core. One where several cannot work (the embedded
+    engine with ACK=insert, a server with ACK=log: one log directory per process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if settings.ack_mode != ("log" if settings.embedded else "insert"):
+        return 1
+    return max(1, cores - 1) if settings.embedded else cores

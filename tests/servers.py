@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 # Thresholds no test run reaches: rows stay in the Buffer table until the server flushes it.
-SERVER_ENV = {"BUFFER_MIN_SECONDS": "3000", "BUFFER_MAX_SECONDS": "3600", "ROLLUP_INTERVAL_SECONDS": "0"}
+# One process unless a test asks for a group (WEB_CONCURRENCY=auto would depend on the machine's cores).
+SERVER_ENV = {"BUFFER_MIN_SECONDS": "3000", "BUFFER_MAX_SECONDS": "3600", "ROLLUP_INTERVAL_SECONDS": "0",
+              "WEB_CONCURRENCY": "1"}
 
 
 @functools.cache

@@ -77,6 +77,9 @@ def test_documented_defaults_match_the_dataclass():
         documented = SETTINGS_DOC[field.name.upper()][0]
         if field.name in ("clickhouse_url", "spool_dir", "log_dir", "ack", "backup_dir"):
             continue
+        if field.name == "web_concurrency":  # `auto`: test_web_concurrency_auto_uses_every_core
+            assert documented == "auto"
+            continue
         value = getattr(defaults, field.name)
         if documented == "(unset)":
             assert value == "", field.name
@@ -91,6 +94,20 @@ def test_ack_defaults_to_the_log_on_the_embedded_engine_and_to_insert_with_a_ser
     assert Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db", "ACK": "log"}).ack_mode == "log"
     with pytest.raises(ConfigError, match="ACK=log: one process per log directory"):
         Settings.from_env({"CLICKHOUSE_URL": "http://ch:8123/db", "ACK": "log", "WEB_CONCURRENCY": "2"})
+
+
+@pytest.mark.parametrize("cores", [1, 2, 8])
+def test_web_concurrency_auto_uses_every_core(monkeypatch, cores):
+    """The default: one worker per core but the engine's on the embedded engine (ACK=log), one per
+    core with a server (ACK=insert), one where several cannot work; `1` keeps one process."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    server = {"CLICKHOUSE_URL": "http://ch:8123/db"}
+    assert Settings.from_env({}).web_concurrency == max(1, cores - 1)
+    assert Settings.from_env({"WEB_CONCURRENCY": "auto"}).web_concurrency == max(1, cores - 1)
+    assert Settings.from_env({"ACK": "insert"}).web_concurrency == 1
+    assert Settings.from_env(server).web_concurrency == cores
+    assert Settings.from_env({**server, "ACK": "log"}).web_concurrency == 1
+    assert Settings.from_env({"WEB_CONCURRENCY": "1"}).web_concurrency == 1
 
 
 def test_several_workers_on_the_embedded_engine_need_the_log():

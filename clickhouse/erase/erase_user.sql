@@ -13,6 +13,8 @@ ALTER TABLE events DELETE WHERE (app_id, user_id) IN {pairs:Array(Tuple(String, 
 SETTINGS mutations_sync = 0;
 ALTER TABLE user_first_seen DELETE WHERE (app_id, user_id) IN {pairs:Array(Tuple(String, String))}
 SETTINGS mutations_sync = 0;
+ALTER TABLE ids_seen DELETE WHERE (app_id, user_id) IN {pairs:Array(Tuple(String, String))}
+SETTINGS mutations_sync = 0;
 ALTER TABLE sessions DELETE WHERE (app_id, user_id) IN {pairs:Array(Tuple(String, String))}
 SETTINGS mutations_sync = 0;
 ALTER TABLE user_hours DELETE WHERE (app_id, user) IN arrayMap(p -> (p.1, sipHash64(p.2)), {pairs:Array(Tuple(String, String))})

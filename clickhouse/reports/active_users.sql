@@ -14,6 +14,7 @@ FROM
     WHERE hour >= fromUnixTimestamp64Milli({lookback_ms:Int64}, 'UTC')
       AND hour < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({country:String} = '' OR country = {country:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user

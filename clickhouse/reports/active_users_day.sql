@@ -14,6 +14,7 @@ FROM
     FROM users_last
     WHERE last >= month_start
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user
 )

@@ -14,6 +14,7 @@ FROM
     FROM users_last
     WHERE last >= month_start
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user
     HAVING latest < day_end
@@ -22,6 +23,7 @@ FROM
     FROM user_hours
     WHERE hour >= month_start AND hour < day_end
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({bots:UInt8} = 1 OR is_bot = 0)
       AND user IN (SELECT user FROM users_last
                    WHERE last >= day_end

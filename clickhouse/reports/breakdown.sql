@@ -19,6 +19,7 @@ FROM
         WHERE dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
           AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
           AND ({app_id:String} = '' OR app_id = {app_id:String})
+          {{GROUP:user_id}}
           AND ({country:String} = '' OR country = {country:String})
           AND ({bots:UInt8} = 1 OR is_bot = 0)
           AND ({event:String} = '' OR event = {event:String})

@@ -13,6 +13,7 @@ FROM
       AND dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND event IN {steps:Array(String)}
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user_id}}
       AND ({country:String} = '' OR country = {country:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user

@@ -8,6 +8,7 @@ FROM
     SELECT user, min(first) AS first
     FROM users_first
     WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user
 )

@@ -8,6 +8,7 @@ FROM
     SELECT user, min(first) AS first
     FROM users_first
     WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({bots:UInt8} = 1 OR is_bot = 0)
       AND user IN
       (
@@ -16,6 +17,7 @@ FROM
           WHERE first >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
             AND first < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
             AND ({app_id:String} = '' OR app_id = {app_id:String})
+            {{GROUP:user}}
             AND ({bots:UInt8} = 1 OR is_bot = 0)
       )
     GROUP BY user

@@ -19,6 +19,7 @@ FROM
     WHERE h.hour >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
       AND h.hour < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND ({app_id:String} = '' OR h.app_id = {app_id:String})
+      {{GROUP:h.user}}
       AND ({country:String} = '' OR h.country = {country:String})
       AND ({bots:UInt8} = 1 OR h.is_bot = 0)
 )

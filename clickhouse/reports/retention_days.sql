@@ -20,6 +20,7 @@ FROM
             SELECT user, min(first) AS first
             FROM users_first
             WHERE ({app_id:String} = '' OR app_id = {app_id:String})
+              {{GROUP:user}}
               AND ({bots:UInt8} = 1 OR is_bot = 0)
             GROUP BY user
         )
@@ -29,6 +30,7 @@ FROM
     WHERE h.day >= {from:Date}
       AND h.day <= {to:Date}
       AND ({app_id:String} = '' OR h.app_id = {app_id:String})
+      {{GROUP:h.user}}
       AND ({bots:UInt8} = 1 OR h.is_bot = 0)
 )
 GROUP BY cohort, periods_later

@@ -17,6 +17,7 @@ FROM
     WHERE e.dt >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
       AND e.dt < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
       AND ({app_id:String} = '' OR e.app_id = {app_id:String})
+      {{GROUP:e.user_id}}
       AND ({country:String} = '' OR e.country = {country:String})
       AND ({bots:UInt8} = 1 OR e.is_bot = 0)
       AND ({event:String} = '' OR e.event = {event:String})

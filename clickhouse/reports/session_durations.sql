@@ -21,6 +21,7 @@ FROM
       AND bucket >= toStartOfDay(fromUnixTimestamp64Milli({start_ms:Int64} - 86400000, 'UTC'))
       AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
       AND ({app_id:String} = '' OR app_id = {app_id:String})
+      {{GROUP:user}}
       AND ({country:String} = '' OR country = {country:String})
       AND ({bots:UInt8} = 1 OR is_bot = 0)
     GROUP BY user, session
@@ -43,6 +44,7 @@ FROM
               AND bucket >= toStartOfInterval(fromUnixTimestamp64Milli({start_ms:Int64} - 1800000, 'UTC'), INTERVAL 30 MINUTE)
               AND bucket < fromUnixTimestamp64Milli({end_ms:Int64} + 86400000, 'UTC')
               AND ({app_id:String} = '' OR app_id = {app_id:String})
+              {{GROUP:user}}
               AND ({country:String} = '' OR country = {country:String})
               AND ({bots:UInt8} = 1 OR is_bot = 0)
             GROUP BY user, bucket

@@ -42,7 +42,7 @@ PAIRS = "{pairs:Array(Tuple(String, String))}"  # (app_id, id): the rows a remov
 # Every table that holds the ids, and how its rows name them (the others hold sipHash64(user_id)),
 # for the erasure's audit counts (erase_user.sql deletes them by PAIRS).
 BY_USER = {**{table: f"user_id IN {IDS}" for table in ("events", "user_first_seen", "sessions", "person_traits",
-                                                        "group_members")},
+                                                        "group_members", "ids_seen")},
            **{table: f"user IN arrayMap(id -> sipHash64(id), {IDS})"
               for table in ("user_hours", "session_spans", "users_first", "users_last", "user_days", "session_spans_v2")}}
 # Who the ids are (020, 022): kept when a stitch moves an anonymous id's events to its person.

@@ -19,7 +19,9 @@ INGEST_PATHS = frozenset({"/events", "/events/", "/event", "/event/", "/analytic
                           *(path + end for path in ("/capture", "/batch", "/e", "/i/v0/e", "/track", "/decide", "/flags")
                             for end in ("/", "")),
                           "/api/event", "/api/send"})
-ALLOWED_HEADERS = b"Content-Type, Content-Encoding, Authorization, X-Write-Key"
+# X-Retry-Count: analytics.js (@segment/analytics-next) sends it on every retry; not allowed, the
+# browser blocked each retry at its preflight, and the event was lost after a 503.
+ALLOWED_HEADERS = b"Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Retry-Count"
 MAX_AGE_SECONDS = b"86400"
 
 

@@ -76,6 +76,7 @@ RANGE = [
     _param("to", "last day, YYYY-MM-DD (default: today)"),
     _param("tz", "IANA time zone of the days (default UTC)"),
     _param("app_id", "only this app"), _param("country", "only this country"), _param("event", "only this event's users"),
+    _param("group_id", "only the members of this group (group calls)"),
     _param("bots", "exclude (default) or include the events flagged is_bot", enum=["exclude", "include"]),
 ]
 

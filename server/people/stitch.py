@@ -46,10 +46,21 @@ class Stitched:
     moved: int  # ids whose events were moved to their person
 
 
-def decide(client: Client, allow_identified: bool = False, limit: int = BATCH) -> dict[str, int]:
-    """Decide the joins not yet decided (at most `limit`, oldest first); the outcomes counted."""
+EVERYTHING = datetime(1970, 1, 1, tzinfo=UTC)  # `since` of a full look
+
+
+@dataclass(frozen=True)
+class Decided:
+    outcomes: dict[str, int]
+    changed: list[tuple[str, str]]  # (app_id, id) of the ids whose person changed
+    complete: bool  # every join inserted since `since` decided (fewer than the limit found)
+
+
+def decide(client: Client, allow_identified: bool = False, since: datetime = EVERYTHING, limit: int = BATCH) -> Decided:
+    """Decide the joins inserted since `since` and not yet decided (at most `limit`, oldest first)."""
     by_app: dict[str, list[tuple[str, str, datetime]]] = {}
-    for app_id, anonymous_id, user_id, first in client.query(sql("candidates"), parameters={"limit": limit}).result_rows:
+    found = client.query(sql("candidates"), parameters={"since": since, "limit": limit}).result_rows
+    for app_id, anonymous_id, user_id, first in found:
         by_app.setdefault(str(app_id), []).append((str(anonymous_id), str(user_id), first))
     outcomes: Counter[str] = Counter()
     merges: list[list[object]] = []
@@ -70,14 +81,17 @@ def decide(client: Client, allow_identified: bool = False, limit: int = BATCH) -
     if merges:
         client.insert("identity_merges", merges,
                       column_names=["app_id", "anonymous_id", "user_id", "first_seen", "outcome", "decided"])
-    return dict(outcomes)
+    return Decided(dict(outcomes), [(str(row[0]), str(row[1])) for row in persons], len(found) < limit)
 
 
-def movers(client: Client, limit: int = BATCH) -> dict[str, list[tuple[str, str]]]:
-    """Per app, (id, person) of the joined ids with events still under their own id (and those
-    of a move a crash cut short)."""
+def movers(client: Client, since: datetime = EVERYTHING, changed: list[tuple[str, str]] | None = None,
+           limit: int = BATCH) -> dict[str, list[tuple[str, str]]]:
+    """Per app, (id, person) of the joined ids with events still under their own id: among the
+    ids of events inserted since `since` and the `changed` ones, or (`since` EVERYTHING) all;
+    with those of a move a crash cut short."""
+    name, params = ("movers_all", {}) if since == EVERYTHING else ("movers", {"since": since, "changed": changed or []})
     found: dict[str, list[tuple[str, str]]] = {}
-    for app_id, one, person in client.query(sql("movers"), parameters={"limit": limit}).result_rows:
+    for app_id, one, person in client.query(sql(name), parameters={**params, "limit": limit}).result_rows:
         found.setdefault(str(app_id), []).append((str(one), str(person)))
     return found
 
@@ -95,6 +109,15 @@ def move(client: Client, found: dict[str, list[tuple[str, str]]]) -> int:
 
 
 def stitch(client: Client, allow_identified: bool = False) -> Stitched:
-    """A whole round, for a caller that has quiesced the pipeline (the CLI's offline work)."""
-    decided = decide(client, allow_identified)
-    return Stitched(decided, move(client, movers(client)))
+    """A whole round looking at everything, for a caller that has quiesced the pipeline (the CLI's
+    offline work)."""
+    outcomes: Counter[str] = Counter()
+    while True:
+        decided = decide(client, allow_identified)
+        outcomes.update(decided.outcomes)
+        if decided.complete:
+            break
+    moved = 0
+    while found := movers(client):
+        moved += move(client, found)
+    return Stitched(dict(outcomes), moved)

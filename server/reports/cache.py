@@ -105,12 +105,13 @@ class DayCache:
              compute: Callable[[Client, ReportRange], dict[date, T]], *extra: Hashable,
              memory: bool = True) -> dict[date, T]:
         """The report's days: from memory, else stored by the rollup job, else computed now.
-        `memory=False` (a request's `Cache-Control: no-cache`) neither reads nor keeps the entry."""
-        if not memory:
+        `memory=False` (a request's `Cache-Control: no-cache`) neither reads nor keeps the entry, nor
+        does a `group_id` filter (a `group` call of any time changes its members' every day)."""
+        if not memory or report.group_id:
             known: dict[date, Any] = {}
             self._fill(client, name, report, known, compute)
             return {d: known[d] for d in report.days() if known[d] is not _ABSENT}
-        key = (name, report.tz, report.app_id, report.country, report.event, report.bots, *extra)
+        key = (name, report.tz, report.app_id, report.country, report.event, report.group_id, report.bots, *extra)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and time.monotonic() - entry.created > MAX_AGE_SECONDS:

@@ -30,6 +30,7 @@ class ReportRange:
     app_id: str = ""
     country: str = ""
     event: str = ""
+    group_id: str = ""  # only the members of this group (`group` calls: group_members, 020)
     bots: bool = False  # count events flagged is_bot (`bots=include`); left out by default
 
     def day_start_ms(self, day: date) -> int:
@@ -50,7 +51,7 @@ class ReportRange:
     def parameters(self) -> dict[str, object]:
         lookback_day = self.first_day - timedelta(days=LOOKBACK_DAYS)
         return {
-            "tz": self.tz, "app_id": self.app_id, "country": self.country, "event": self.event,
+            "tz": self.tz, "app_id": self.app_id, "country": self.country, "event": self.event, "group_id": self.group_id,
             "bots": int(self.bots), "from": self.first_day.isoformat(), "to": self.last_day.isoformat(),
             "start_ms": self.start_ms, "end_ms": self.end_ms,
             "lookback_day": lookback_day.isoformat(), "lookback_ms": self.day_start_ms(lookback_day),
@@ -93,7 +94,7 @@ def report_range(query: Mapping[str, str], today: date | None = None) -> ReportR
     if first_day.year < 1971 or last_day.year > 9998:
         raise BadParameter("from", "must be between 1971 and 9998")
     filters = {}
-    for name in ("app_id", "country", "event"):
+    for name in ("app_id", "country", "event", "group_id"):
         value = query.get(name, "")
         if len(value) > 1024:
             raise BadParameter(name, "is longer than 1024 characters")

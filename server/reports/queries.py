@@ -6,6 +6,7 @@ HTTP layer (routes.py) shapes them into JSON.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -26,8 +27,26 @@ def sql(name: str) -> str:
 
 
 def _rows(client: Client, name: str, report: ReportRange, text: str | None = None, **extra: object) -> list[tuple[Any, ...]]:
-    rows = client.query(text or sql(name), parameters={**report.parameters(), **extra}).result_rows
+    query = with_group(text or sql(name), report)
+    rows = client.query(query, parameters={**report.parameters(), **extra}).result_rows
     return [tuple(row) for row in rows]
+
+
+GROUP_PLACEHOLDER = re.compile(r"\{\{GROUP:([\w.]+)\}\}")
+MEMBERS = ("SELECT {value} FROM group_members WHERE group_id = {{group_id:String}} "
+           "AND ({{app_id:String}} = '' OR app_id = {{app_id:String}})")
+
+
+def with_group(text: str, report: ReportRange) -> str:
+    """The query's {{GROUP:column}} placeholders as `AND column IN (the group's members)` with a
+    `group_id` filter (by sipHash64 where the column holds hashed users), else removed."""
+    def condition(found: re.Match[str]) -> str:
+        if not report.group_id:
+            return ""
+        column = found.group(1)
+        value = "user_id" if column.endswith("user_id") else "sipHash64(user_id)"
+        return f"AND {column} IN ({MEMBERS.format(value=value)})"
+    return GROUP_PLACEHOLDER.sub(condition, text)
 
 
 MASK_DAYS = 35  # days a query of active users covers: 29 days of lookback + 35 = 64 bits of a mask
@@ -119,7 +138,8 @@ def session_durations(client: Client, report: ReportRange) -> dict[date, float]:
 
 
 def revenue(client: Client, report: ReportRange) -> dict[date, tuple[int, int]]:
-    return {d: (int(total), int(payers)) for d, total, payers in _rows(client, "revenue", report)}
+    name = "revenue_raw" if report.group_id else "revenue"  # the rollup holds no user to filter
+    return {d: (int(total), int(payers)) for d, total, payers in _rows(client, name, report)}
 
 
 def ratio(client: Client, report: ReportRange, numerator: str, denominator: str) -> dict[date, tuple[float, int]]:
@@ -148,7 +168,7 @@ def reached(steps: list[str], levels: list[tuple[Any, ...]]) -> list[int]:
 
 
 def event_counts(client: Client, report: ReportRange) -> list[tuple[Any, ...]]:
-    return _rows(client, "event_counts", report)
+    return _rows(client, "event_counts_raw" if report.group_id else "event_counts", report)
 
 
 def utc_days(report: ReportRange) -> bool:

@@ -106,7 +106,7 @@ def touched(name: str, span: Span | None, tz: str) -> Callable[[date], bool]:
 def key(name: str, report: ReportRange, zones: Iterable[str]) -> str | None:
     """The stored key of a report's days, or None when the job does not store them."""
     stored = name in REPORTS or name.startswith(ROW_PREFIXES)
-    if not stored or report.country or report.event or report.bots or report.tz not in zones:
+    if not stored or report.country or report.event or report.group_id or report.bots or report.tz not in zones:
         return None
     return key_of(report)
 

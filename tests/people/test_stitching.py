@@ -225,3 +225,28 @@ def test_the_trackers_identify_joins_the_visitor_it_came_from(people):
     assert client.query("SELECT user_id, count() FROM events GROUP BY 1 ORDER BY 1").result_rows == [("ann", 3), ("ben", 1)]
     assert client.query("SELECT count() FROM events WHERE has(mapKeys(props), 'anonymous_id') AND "
                         "props['anonymous_id'] NOT LIKE 'v:%'").result_rows == [(0,)]
+
+
+def test_the_reports_of_a_group_count_its_members(people):
+    """`group` calls (Segment group, `$group`) make users members of a group; every report with
+    `group_id` counts its members' events only, whichever day they joined, stored days and the
+    cache of finished days notwithstanding."""
+    events = [{**e, "event_id": str(uuid.uuid4())} for e in
+              reference.generate(seed=41, first_day=FIRST, days=DAYS, users=24)]
+    users = sorted({e["user_id"] for e in events}, key=lambda u: int(u[1:]))
+    like = {e["user_id"]: e for e in events}
+    joins = [{"event_id": str(uuid.uuid4()), "event": "$group", "user_id": user, "dt": like[user]["dt"] + 1,
+              "app_id": like[user]["app_id"], "country": like[user]["country"],
+              "props": {"group_id": "acme" if n % 3 == 0 else "globex", "group_type": "company"}}
+             for n, user in enumerate(users) if n % 3 != 2]
+    post(people, events)
+    assert store(people) > 0
+    post(people, joins)
+    everything = events + joins
+    for group in ("acme", "globex", "nobody"):
+        members = {j["user_id"] for j in joins if j["props"]["group_id"] == group}
+        theirs = [e for e in everything if e["user_id"] in members]
+        expected = every_report.expected(theirs, FIRST, LAST, ZONES)
+        assert every_report.reports(people, FIRST, LAST, ZONES, group_id=group) == expected, group
+        assert every_report.reports(people, FIRST, LAST, ZONES, headers={}, group_id=group) == expected, group
+    assert every_report.expected(everything, FIRST, LAST, ZONES) == every_report.reports(people, FIRST, LAST, ZONES)

@@ -38,11 +38,11 @@ def expected(events: list[dict], first: date, last: date, zones: tuple[str, ...]
 
 
 def reports(http: httpx.Client, first: date, last: date, zones: tuple[str, ...],
-            headers: dict[str, str] = NO_CACHE) -> dict[str, object]:
+            headers: dict[str, str] = NO_CACHE, **filters: str) -> dict[str, object]:
     found: dict[str, object] = {}
     for tz in zones:
         def get(path: str, tz: str = tz, **extra: str) -> dict:
-            query = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz, **extra}
+            query = {"from": first.isoformat(), "to": last.isoformat(), "tz": tz, **filters, **extra}
             response = http.get(path, params=query, headers=headers)
             assert response.status_code == 200, response.text
             return response.json()

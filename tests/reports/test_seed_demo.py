@@ -54,8 +54,9 @@ def test_session_spans_give_the_sessions_of_the_raw_events(settings, api, ch):
     today = date.today()
     for tz in ("UTC", "Asia/Kolkata"):
         report = ReportRange(today - timedelta(days=12), today, tz)
-        from_spans = ch.query(queries.sql("session_durations"), parameters=report.parameters()).result_rows
-        from_events = ch.query(queries.sql("session_durations_raw"), parameters=report.parameters()).result_rows
+        spans, raw = (queries.with_group(queries.sql(name), report) for name in ("session_durations", "session_durations_raw"))
+        from_spans = ch.query(spans, parameters=report.parameters()).result_rows
+        from_events = ch.query(raw, parameters=report.parameters()).result_rows
         assert len(from_spans) >= 12
         assert [(d, round(avg, 6), n) for d, avg, n in from_spans] == [(d, round(avg, 6), n) for d, avg, n in from_events]
 

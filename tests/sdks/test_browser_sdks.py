@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ingest.test_batcher import Outage
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NPM_CACHE = Path(tempfile.gettempdir()) / "analytics-api-npm"
@@ -93,9 +96,26 @@ def shop(page_html: str, files: dict[str, bytes]) -> Iterator[str]:
         server.server_close()
 
 
-def visit(server, page_html: str, files: dict[str, bytes], path: str, anonymous_id_js: str) -> tuple[str, str]:
+def refusals(server) -> float:
+    """The requests the server refused with 503 because ClickHouse refused (its metric)."""
+    text = server.app.state.services.metrics.render().body.decode()
+    found = re.search(r'^events_rejected_total\{reason="unavailable"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def end_when_refused(server, outage: Outage) -> None:
+    """Once the server has answered a 503 (the library sends at once), ClickHouse takes inserts again."""
+    deadline = time.monotonic() + 30
+    while not refusals(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    outage.end()
+
+
+def visit(server, page_html: str, files: dict[str, bytes], path: str, anonymous_id_js: str,
+          outage: Outage | None = None) -> tuple[str, str]:
     """Open the shop's page in Chromium until the server holds three events: the library's
-    anonymous id as the page knows it, and the page's origin. No JavaScript error may happen."""
+    anonymous id as the page knows it, and the page's origin. No JavaScript error may happen.
+    With an `outage` (ClickHouse refusing), it ends after the server's first 503."""
     with sync_playwright() as playwright, shop(page_html.replace("API", server.url), files) as origin:
         # navigator.webdriver (automation) makes posthog-js drop every event as a bot's.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
@@ -105,7 +125,9 @@ def visit(server, page_html: str, files: dict[str, bytes], path: str, anonymous_
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(origin + path)
-        deadline = time.monotonic() + 30
+        if outage is not None:
+            end_when_refused(server, outage)
+        deadline = time.monotonic() + 60  # a library's retry comes after its backoff
         while time.monotonic() < deadline and len(server.rows("SELECT 1 FROM events")) < 3:
             time.sleep(0.2)
         anonymous = str(page.evaluate(anonymous_id_js)).strip('"')
@@ -151,3 +173,20 @@ def test_segment_analytics_next_delivers_a_page_a_track_and_an_identify_once(liv
     assert by_event["pageview"][1] in (anonymous, "buyer-2")
     assert by_event["pageview"][2:6] == ("shop", "/shop", "mail", "Chrome")
     assert server.rows("SELECT anonymous_id, user_id FROM identities FINAL") == [(anonymous, "buyer-2")]
+
+
+@pytest.mark.parametrize("library", ["posthog-js", "analytics-next"])
+def test_each_browser_library_retries_a_503_and_each_event_is_stored_once(live, posthog_js, library):
+    """ClickHouse refuses the first request (503 with Retry-After): the library's own retry
+    delivers it; nothing is stored twice."""
+    server = live(ack="insert", write_keys="shop:phc_browser_key,shop:segment-browser-key")
+    outage = Outage(server.settings)
+    if library == "posthog-js":
+        visit(server, PAGE, {"/array.js": posthog_js}, "/", "posthog.get_property('$device_id')", outage)
+    else:
+        bundle = from_npm("@segment/analytics-next@1", "dist/umd/index.js")
+        files = {f"/segment/{f.name}": f.read_bytes() for f in bundle.parent.glob("*.js")}
+        visit(server, SEGMENT_PAGE, files, "/shop", "localStorage.getItem('ajs_anonymous_id')", outage)
+    assert refusals(server) >= 1
+    rows = server.rows("SELECT event, count() FROM events GROUP BY event ORDER BY event")
+    assert rows == [("$identify", 1), ("added to cart", 1), ("pageview", 1)]

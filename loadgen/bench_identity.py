@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from loadgen.bench_reports import REPORTS, timings_ms, wait_for_merges
+from loadgen.bench_reports import REPORTS, timings_ms, wait_for_merges, wait_for_rollups
 from server.config import Settings
 from server.people import stitch
 from server.people.job import MARGIN_SECONDS, db_now
@@ -184,6 +184,7 @@ def reports(data: Path, directory: str, runs: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+            wait_for_rollups(f"http://127.0.0.1:{port}")  # its first round (finds the days stored), as bench_reports
             wait_for_merges(http)
             for name, path in REPORTS.items():
                 figures[name] = timings_ms(http, "GET", f"{path}{'&' if '?' in path else '?'}{span}", runs)[0]

@@ -1,6 +1,7 @@
-"""Single-event POSTs with 1, 2 and 4 HTTP workers, against the bare endpoint with as many, in one run.
+"""Single-event POSTs with 1, 2 and `auto` HTTP workers (the default: WEB_CONCURRENCY=auto, a
+worker per core but the engine's), against the bare endpoint with as many, in one run.
 
-    python -m loadgen.bench_workers [--workers 1,2,4] [--seconds 10] [--connections 64]
+    python -m loadgen.bench_workers [--workers 1,2,auto] [--seconds 10] [--connections 64]
 
 The server runs on the embedded engine with the default ACK=log: with WEB_CONCURRENCY = 1 one
 process; with N > 1 N workers acknowledging into their own logs plus the engine process that
@@ -19,6 +20,7 @@ import tempfile
 import time
 
 from loadgen.harness import RESULTS, ROOT, ServerProcess, bare_server, embedded_server, run_wrk
+from server.config import Settings, auto_workers
 
 
 def measure(server: ServerProcess, connections: int, seconds: int) -> dict[str, float]:
@@ -29,12 +31,14 @@ def measure(server: ServerProcess, connections: int, seconds: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--workers", default="1,2,auto")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     rows = []
-    for workers in (int(n) for n in args.workers.split(",")):
+    auto = auto_workers(Settings.from_env({"CLICKHOUSE_URL": "chdb:///tmp/unused", "WEB_CONCURRENCY": "1"}))
+    for asked in args.workers.split(","):
+        workers = auto if asked.strip() == "auto" else int(asked)
         bare = bare_server(workers)
         try:
             time.sleep(1)  # every worker up
@@ -49,8 +53,8 @@ def main() -> None:
             finally:
                 server.stop()
         ratio = ours["requests_per_second"] / base["requests_per_second"]
-        rows.append({"workers": workers, "bare": base, "server": ours, "ratio": round(ratio, 3)})
-        print(f"{workers} worker(s): bare {base['requests_per_second']:>7,.0f} req/s (p99 {base['p99_ms']} ms)   "
+        rows.append({"workers": workers, "asked": asked, "bare": base, "server": ours, "ratio": round(ratio, 3)})
+        print(f"{asked} = {workers} worker(s): bare {base['requests_per_second']:>7,.0f} req/s (p99 {base['p99_ms']} ms)   "
               f"server {ours['requests_per_second']:>7,.0f} req/s (p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms, "
               f"{ours['errors']} errors)   server/bare {ratio:.3f}", flush=True)
     report = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": os.cpu_count(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -136,11 +137,27 @@ def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, 
                   column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"])
     for name in ("erase_user", "erase_rebuild"):  # the deletes, then (once done) the rollups' rebuilds
         for statement in db.sql_statements((db.SQL_DIR / "erase" / f"{name}.sql").read_text()):
+            if stitched and name == "erase_user":
+                statement = lightweight(statement)
             client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
                                                   "rows": rows})
         db.wait_mutations(client)  # the statements' deletes run in the background
     client.command(f"ALTER TABLE erasures DELETE WHERE {RECORDS} SETTINGS mutations_sync = 2", parameters=params)
     return True
+
+
+ALTER_DELETE = re.compile(r"^ALTER TABLE (\w+) DELETE WHERE (.*)\s+SETTINGS mutations_sync = 0;?$", re.DOTALL)
+
+
+def lightweight(statement: str) -> str:
+    """erase_user.sql's `ALTER TABLE t DELETE …` as a lightweight `DELETE FROM t …` (a mask of the
+    rows, not every column of every part rewritten): for a stitch, whose rows live on under the
+    person (at 10 M demo events a move of 1,000 ids' events took 131 s with ALTER … DELETE). An
+    erasure keeps ALTER … DELETE: the rows leave the disk, not only the answers."""
+    found = ALTER_DELETE.match(db.strip_comments(statement).strip())
+    if found is None:
+        return statement
+    return f"DELETE FROM {found.group(1)} WHERE {found.group(2)} SETTINGS lightweight_deletes_sync = 0"
 
 
 def pending_erasures(client: Client) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check test-slow chromium deploy-tools install migrate seed-demo bench bench-ratio bench-workers profile soak bench-reports loadtest clean
+.PHONY: run test check test-slow chromium deploy-tools install migrate seed-demo bench bench-identity bench-ratio bench-workers profile soak bench-reports loadtest clean
 
 install: $(STAMP)
 
@@ -35,13 +35,20 @@ bench: $(STAMP)
 	$(BIN)/python -m loadgen.bench_enrich
 	$(BIN)/python -m loadgen.bench_rate_limit
 	$(BIN)/python -m loadgen.bench_workers
+	$(MAKE) bench-identity
 
-# Issue #11's ratio, paired: ROUNDS (3) times the bare endpoint then POST /events, one event a request (~1 min).
+# One person per human at 10 M demo events and 1 M identities: a stitch round's cost, a move of
+# 1,000 new joins, the rollup round after it, the 30-day reports, the identity views at ingest (~8 min).
+bench-identity: $(STAMP)
+	$(BIN)/python -m loadgen.bench_identity $(if $(EVENTS),--events $(EVENTS))
+
+# The single-event ratio, the one harness its figure comes from: ROUNDS (3) interleaved pairs of the bare
+# endpoint and POST /events, one event a request; median, spread and the machine line (~1 min a round).
 bench-ratio: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m loadgen.bench_ratio --rounds $(or $(ROUNDS),3)
 
-# Single-event POSTs with 1, 2 and 4 HTTP workers against the bare endpoint with as many (~2 min).
+# Single-event POSTs with 1, 2 and auto (the default) HTTP workers against the bare endpoint with as many (~2 min).
 bench-workers: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m loadgen.bench_workers $(if $(WORKERS),--workers $(WORKERS))

@@ -41,6 +41,7 @@ import httpx
 
 from loadgen.bench_reports import REPORTS, timings_ms, wait_for_merges, wait_for_rollups
 from server.config import Settings
+from server.data.erase import finish_removal
 from server.people import stitch
 from server.people.job import MARGIN_SECONDS, db_now
 from server.reports import configured, rollup_job
@@ -157,11 +158,15 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
             found["decide (ms)"] = took * 1000
             took, movers = seconds(lambda: stitch.movers(client, since, decided.changed))
             found["find ids to move (ms)"] = took * 1000
-            took, moved = seconds(lambda: stitch.move(client, movers))
-            found["move (s)"] = took
+            paused, removal = seconds(lambda: stitch.begin_move(client, movers))
+            found["move, the log's consumer paused (s)"] = paused
+            rest, _ = seconds(lambda: finish_removal(client, removal) if removal else None)
+            found["move, the deletes waited for after (s)"] = rest
+            moved = sum(len(pairs) for pairs in movers.values())
             print(f"{joins:,} new joins: decided {decided.outcomes} in {found['decide (ms)']:.0f} ms, ids to move found in "
                   f"{found['find ids to move (ms)']:.0f} ms, {moved:,} ids' {found['anonymous events added']:,} events "
-                  f"moved in {took:.1f} s")
+                  f"moved: {paused:.1f} s with the log's consumer paused (copies, deletes, rollup buckets rebuilt), "
+                  f"then {rest:.1f} s waiting for the other tables' deletes")
             found["rollup round after the joins (s)"] = rollup_round(client, settings)
             found["rollup round, nothing to do (s)"] = rollup_round(client, settings)
             print(f"the rollup round storing the touched days again: {found['rollup round after the joins (s)']:.1f} s "

@@ -77,7 +77,7 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
                         (14, "report_days"), (15, "users_last"),
                         (16, "event_changes_last"), (17, "user_days"), (18, "funnel_days"),
                         (19, "breakdown_days"), (20, "identities"),
-                        (21, "erasures"), (22, "persons"), (23, "stitch_marks")]
+                        (21, "erasures"), (22, "persons"), (23, "stitch_marks"), (24, "patch_deletes")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):

@@ -1,7 +1,8 @@
 -- The second half of a removal (erase_user.sql is the first), run by server/data/erase.py once
 -- the ids' rows are gone from `events`: same parameters. A mutation changes only the parts that
 -- exist when it is made, so each rebuild's INSERT right after its DELETE is not touched by it;
--- erase.py waits for the deletes at the end.
+-- erase.py waits for the deletes at the end, then adds the change for the reports' cache of
+-- finished days (event_changes: the days from the ids' first event on are computed again).
 --
 -- 2. The rollups that hold no user, only counts and user sets: their buckets that held the
 --    user's events are rebuilt from what `events` holds now, with the views' own SELECTs
@@ -29,8 +30,3 @@ FROM events
 WHERE toStartOfHour(toDateTime(dt, 'UTC')) IN {hours:Array(DateTime('UTC'))}
 GROUP BY hour, event, app_id, country, is_bot
 SETTINGS insert_deduplicate = 0;
---
--- 3. A change for the reports' cache of finished days (server/reports/cache.py): the days from
---    the user's first event on (in any app: {first_dt}) are computed again.
-INSERT INTO event_changes (inserted, first_dt, rows)
-VALUES (now64(3, 'UTC'), {first_dt:DateTime64(3, 'UTC')}, {rows:UInt64});

@@ -110,16 +110,33 @@ def erase_user(client: Client, user_id: str, app_id: str = "", linked: tuple[str
 def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, found: bool = True) -> bool:
     """The rows of each (app_id, id) pair deleted from `events` and every table keyed by user (not
     the identity links), and the rollups' buckets they fell in rebuilt (erase_user.sql, then
-    erase_rebuild.sql), when `found` or an earlier removal of any of them was cut short (its record, 021, names the buckets
-    and hours their deleted events fell in). Whether anything was done. Call with the pipeline
-    quiesced."""
+    erase_rebuild.sql), when `found` or an earlier removal of any of them was cut short (its
+    record, 021, names the buckets and hours their deleted events fell in). Whether anything was
+    done. Call with the pipeline quiesced."""
+    removal = begin_removal(client, pairs, stitched=stitched, found=found)
+    if removal is not None:
+        finish_removal(client, removal)
+    return removal is not None
+
+
+@dataclass(frozen=True)
+class Removal:
+    params: dict[str, Any]
+    first_dt: datetime
+    rows: int
+
+
+def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, found: bool = True) -> Removal | None:
+    """The part of `remove_ids` that needs the pipeline quiesced: the record, the deletes made (a
+    stitch's: patch parts, at once; the others: mutations, in the background) and the rollups'
+    buckets rebuilt from `events`. None when there is nothing to remove."""
     params: dict[str, Any] = {"pairs": pairs, "user_ids": sorted({one for _, one in pairs})}
     pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
                            f"groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE {RECORDS}",
                            parameters=params).result_rows
     pending = [row[:4] for row in pending if row[4]]
     if not found and not pending:
-        return False
+        return None
     # One read of the ids' events: the buckets and hours to rebuild, and the first day changed
     # (their first event in any app: see ANY_APP); with what a removal cut by a crash recorded
     # before it deleted them (021_erasures.sql).
@@ -135,29 +152,42 @@ def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, 
     begun = datetime.now(UTC)
     client.insert("erasures", [[one, app, buckets, hours, first_dt, rows, begun, int(stitched)] for app, one in pairs],
                   column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"])
-    for name in ("erase_user", "erase_rebuild"):  # the deletes, then (once done) the rollups' rebuilds
-        for statement in db.sql_statements((db.SQL_DIR / "erase" / f"{name}.sql").read_text()):
-            if stitched and name == "erase_user":
-                statement = lightweight(statement)
-            client.command(statement, parameters={**params, "buckets": buckets, "hours": hours, "first_dt": first_dt,
-                                                  "rows": rows})
-        db.wait_mutations(client)  # the statements' deletes run in the background
-    client.command(f"ALTER TABLE erasures DELETE WHERE {RECORDS} SETTINGS mutations_sync = 2", parameters=params)
-    return True
+    statement_params = {**params, "buckets": buckets, "hours": hours}
+    for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
+        client.command(lightweight(statement) if stitched else statement, parameters=statement_params)
+    if not stitched:  # the rebuilds read `events`: its mutation done first (a stitch's patch parts are at once)
+        db.wait_mutations(client)
+    for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_rebuild.sql").read_text()):
+        client.command(statement, parameters=statement_params)
+    return Removal(params, first_dt, rows)
 
 
+def finish_removal(client: Client, removal: Removal) -> None:
+    """The rest, which needs no pause: the deletes waited for, then a change for the reports' cache
+    of finished days and the rollup job (the days from the ids' first event on are computed
+    again: after the deletes, so that none is stored from rows half gone), then the record gone."""
+    db.wait_mutations(client)
+    client.command("INSERT INTO event_changes (inserted, first_dt, rows) VALUES (now64(3, 'UTC'), "
+                   "{first_dt:DateTime64(3, 'UTC')}, {rows:UInt64})",
+                   parameters={"first_dt": removal.first_dt, "rows": removal.rows})
+    client.command(f"ALTER TABLE erasures DELETE WHERE {RECORDS} SETTINGS mutations_sync = 2", parameters=removal.params)
+
+
+PATCH_DELETES = {"events"}  # 024_patch_deletes.sql
 ALTER_DELETE = re.compile(r"^ALTER TABLE (\w+) DELETE WHERE (.*)\s+SETTINGS mutations_sync = 0;?$", re.DOTALL)
 
 
 def lightweight(statement: str) -> str:
-    """erase_user.sql's `ALTER TABLE t DELETE …` as a lightweight `DELETE FROM t …` (a mask of the
-    rows, not every column of every part rewritten): for a stitch, whose rows live on under the
-    person (at 10 M demo events a move of 1,000 ids' events took 131 s with ALTER … DELETE). An
-    erasure keeps ALTER … DELETE: the rows leave the disk, not only the answers."""
+    """erase_user.sql's `ALTER TABLE t DELETE …` as a lightweight `DELETE FROM t …`: in `events` a
+    patch part, written and visible at once (024_patch_deletes.sql), elsewhere a mutation of a
+    mask in the background (not every column of every part rewritten): for a stitch, whose rows
+    live on under the person. An erasure keeps ALTER … DELETE: the rows leave the disk."""
     found = ALTER_DELETE.match(db.strip_comments(statement).strip())
     if found is None:
         return statement
-    return f"DELETE FROM {found.group(1)} WHERE {found.group(2)} SETTINGS lightweight_deletes_sync = 0"
+    table, condition = found.groups()
+    mode = "lightweight_update" if table in PATCH_DELETES else "alter_update"
+    return f"DELETE FROM {table} WHERE {condition} SETTINGS lightweight_delete_mode = '{mode}', lightweight_deletes_sync = 0"
 
 
 def pending_erasures(client: Client) -> list[tuple[str, str]]:

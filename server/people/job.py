@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from server.config import Settings
+from server.data.erase import finish_removal
 from server.http.errors import Unavailable, first_line
 from server.ingest.pipeline import Pipeline
 from server.metrics import Metrics
@@ -70,9 +71,12 @@ class StitchJob:
             self.metrics.identity_merges.labels(outcome).inc(count)
         moved = 0
         if await asyncio.to_thread(self._locked, lambda client: bool(stitch.movers(client, since, decided.changed, 1))):
-            async with self.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):
-                moved = await asyncio.to_thread(self._locked, lambda client: stitch.move(
-                    client, stitch.movers(client, since, decided.changed)))
+            async with self.pipeline.quiesced(QUIESCE_TIMEOUT_SECONDS):  # only while the copies and deletes are made
+                found = await asyncio.to_thread(self._locked, lambda client: stitch.movers(client, since, decided.changed))
+                removal = await asyncio.to_thread(self._locked, lambda client: stitch.begin_move(client, found))
+            if removal is not None:
+                await asyncio.to_thread(self._locked, lambda client: finish_removal(client, removal))
+            moved = sum(len(pairs) for pairs in found.values())
             self.metrics.identity_ids_moved.inc(moved)
         if decided.complete:  # else the next round takes the joins this one left, from the same time
             self._since = began - timedelta(seconds=MARGIN_SECONDS)

@@ -28,7 +28,7 @@ from time import time_ns
 
 from clickhouse_connect.driver.client import Client
 
-from server.data.erase import remove_ids
+from server.data.erase import Removal, begin_removal, finish_removal
 from server.people.merges import People
 from server.store.db import SQL_DIR, strip_comments
 
@@ -99,13 +99,22 @@ def movers(client: Client, since: datetime = EVERYTHING, changed: list[tuple[str
 def move(client: Client, found: dict[str, list[tuple[str, str]]]) -> int:
     """Move the `found` ids' events to their persons (see the module's doc); the ids moved.
     Call with the pipeline quiesced."""
+    removal = begin_move(client, found)
+    if removal is not None:
+        finish_removal(client, removal)
+    return sum(len(pairs) for pairs in found.values())
+
+
+def begin_move(client: Client, found: dict[str, list[tuple[str, str]]]) -> Removal | None:
+    """The part of a move that needs the pipeline quiesced: the copies, the deletes of the
+    originals made (patch parts in `events`, at once) and the rollups' buckets rebuilt;
+    `finish_removal` (server/data/erase.py) waits for the rest without the pause."""
     for app_id, pairs in found.items():
         ids, persons = [one for one, _ in pairs], [person for _, person in pairs]
         client.command(sql("copy_events"), parameters={"app_id": app_id, "ids": ids, "persons": persons})
     taken = [(app_id, one) for app_id, pairs in found.items() for one, _ in pairs]
-    if taken:  # one removal for every app: its mutations' cost hardly grows with the rows
-        remove_ids(client, taken, stitched=True)
-    return len(taken)
+    # One removal for every app: its mutations' cost hardly grows with the rows.
+    return begin_removal(client, taken, stitched=True) if taken else None
 
 
 def stitch(client: Client, allow_identified: bool = False) -> Stitched:

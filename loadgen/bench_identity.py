@@ -13,8 +13,8 @@ events already theirs), then the rollup job's first round (`analytics-api rollup
   `v:new-<user>`) and their `$identify`: the round that decides them and moves their events
   (copy, removal, bucket rebuilds), then the rollup round that stores the touched days again,
   against a round with nothing to do;
-- every 30-day report through a server afterwards (`Cache-Control: no-cache`, stored days read),
-  as bench_reports measures them;
+- every 30-day report through a server before the joins and after them (`Cache-Control:
+  no-cache`, stored days read), as bench_reports measures them;
 - the engine's cost per ingested event of the identity views (020: identities, person_traits,
   group_members; 023: ids_seen): the same 100 k-event INSERT into a database with them and one without,
   interleaved, 5 rounds.
@@ -140,6 +140,8 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
                                                  check=True, capture_output=True))
         found["first rollup round (s)"] = took
         print(f"the rollup job's first round (analytics-api rollups): {took:.1f} s")
+        print("the 30-day reports before the joins:")
+        found["reports before the joins (ms, no-cache)"] = reports(data, directory, runs)
         client = db.connect(settings, client_settings={"max_execution_time": 0})
         try:
             full = [seconds(lambda: (stitch.decide(client), stitch.movers(client, limit=1)))[0] for _ in range(runs)]
@@ -173,6 +175,7 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
                   f"(a round with nothing to do: {found['rollup round, nothing to do (s)']:.1f} s)")
         finally:
             client.close()
+        print("the 30-day reports after the joins:")
         found["reports (ms, no-cache)"] = reports(data, directory, runs)
         found.update(views_cost(settings))
         print(f"the identity views at ingest: {found['identity views (µs/event)']:.2f} µs per event "

@@ -1,9 +1,10 @@
 """Crash consistency of the background work the reports rest on: SIGKILL at random moments of the
 rollup job's first round over 60 days (its stored days, markers and per-user funnel and breakdown
 rows), of rounds with late events arriving (days stored again, restamped), of `analytics-api
-rollups` (a round and the cleanup of unreferenced rows), of an erasure, of an import, and of a
-migration's backfill; after each restart (and the interrupted erasure or import run again, as a client
-would), every report over the whole range, read past the cache, equals the Python reference in
+rollups` (a round and the cleanup of unreferenced rows), of the stitch job moving signed-in
+visitors' events to their user, of an erasure, of an import, and of a migration's backfill;
+after each restart (and the interrupted erasure or import run again, as a client would), every
+report over the whole range, read past the cache, equals the Python reference in
 UTC and in Asia/Kolkata (+5:30), and `events` holds every acknowledged event once. (`make
 test-slow`: 32 kills, a few minutes.)"""
 
@@ -32,7 +33,7 @@ LAST = FIRST + timedelta(days=DAYS - 1)
 ZONES = ("UTC", "Asia/Kolkata")
 ADMIN = "admin-token-for-crash-tests"
 ENV = {"ROLLUP_INTERVAL_SECONDS": "0.3", "ROLLUP_ZONES": ",".join(ZONES), "REPORT_BREAKDOWNS": "country",
-       "ADMIN_TOKEN": ADMIN, "RATE_LIMIT_IP_PER_SECOND": "0"}
+       "ADMIN_TOKEN": ADMIN, "RATE_LIMIT_IP_PER_SECOND": "0", "STITCH_INTERVAL_SECONDS": "0.3"}
 KILLS = 32
 
 
@@ -85,6 +86,7 @@ class Run:
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60) as http:
                 wait_consumed(self.port)
+                stitched(http)
                 assert reports(http) == expected(list(self.events.values())), f"after kill {self.kills}"
         finally:
             server.terminate()
@@ -93,6 +95,15 @@ class Run:
         stored = {str(row[0]) for row in query_in_process(self.data, "SELECT toString(event_id) FROM events")}
         assert set(self.events) <= stored, f"{len(set(self.events) - stored)} acknowledged events lost"
         assert count == unique, "an event was stored twice"
+
+
+def stitched(http: httpx.Client, seconds: float = 120) -> None:
+    """Until the stitch job has moved every joined anonymous id's events and finished its removal."""
+    deadline = time.monotonic() + seconds
+    left = "SELECT (SELECT count() FROM events WHERE user_id LIKE 'anon-%') + (SELECT count() FROM erasures)"
+    while http.post("/sql", json={"sql": left}).json()["rows"][0][0]:
+        assert time.monotonic() < deadline, "the stitch job did not finish"
+        time.sleep(0.2)
 
 
 def commands(run: Run, *statements: str) -> None:
@@ -166,6 +177,32 @@ def _delete(http: httpx.Client, user: str) -> int:
         return 0
 
 
+def stitching(run: Run) -> None:
+    """Visitors' anonymous events and then their sign-ins (each joins a known user), the stitch job
+    killed part-way through moving them; after the restart the job finishes, and the reference
+    holds the events under their user."""
+    users = sorted({e["user_id"] for e in run.events.values() if not e["user_id"].startswith("anon-")})
+    visits = with_ids(reference.generate(seed=run.rng.randrange(10**6), first_day=FIRST, days=DAYS, users=6))
+    joined: dict[str, tuple[str, str]] = {}  # visitor -> (user, the visitor's app: joins are per app)
+    for event in visits:
+        joined.setdefault(event["user_id"], (run.rng.choice(users), event["app_id"]))
+        event["user_id"] = f"anon-{event['user_id']}-{run.kills}"
+    calls = [{"event_id": str(uuid.uuid4()), "dt": max(e["dt"] for e in visits) + 60, "event": "$identify",
+              "user_id": user, "anonymous_id": f"anon-{visitor}-{run.kills}", "app_id": app, "country": "TR"}
+             for visitor, (user, app) in joined.items()]
+    server = run.start()
+    with httpx.Client(base_url=f"http://127.0.0.1:{run.port}", timeout=10) as http:
+        run.post(http, visits)
+        run.post(http, calls)
+    run.kill_after(server, 0.2, 2.5)
+    person = {call["anonymous_id"]: call["user_id"] for call in calls}
+    for event_id, event in run.events.items():
+        if event["user_id"] in person:
+            run.events[event_id] = {**event, "user_id": person[event["user_id"]]}
+        if "anonymous_id" in event:
+            run.events[event_id] = {k: v for k, v in event.items() if k != "anonymous_id"}
+
+
 def an_import(run: Run) -> None:
     """`analytics-api import` killed part-way, then run again (it resumes without doubles)."""
     events = with_ids(reference.generate(seed=run.rng.randrange(10**6), first_day=FIRST, days=DAYS, users=60))
@@ -187,8 +224,8 @@ def test_kills_during_the_background_jobs_leave_every_report_equal_to_the_refere
         wait_consumed(run.port)
     server.terminate()
     server.wait(timeout=120)
-    for phase in itertools.cycle([first_round, late_events, cli_round, erasure, late_events, an_import, first_round,
-                                  migration]):
+    for phase in itertools.cycle([first_round, late_events, stitching, cli_round, erasure, late_events, an_import,
+                                  stitching, first_round, migration]):
         if run.kills >= KILLS:
             break
         phase(run)

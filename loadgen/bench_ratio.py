@@ -5,7 +5,8 @@ each on the same uvicorn; b/a per round, and the median and spread of the rounds
 described with the figures (cores, CPU, the log's file system and its fdatasync latency, how busy
 other processes kept it, with a warning over 5%), in the output and in
 loadgen/results/bench-ratio-<time>.json. Machines here differ by 2x and runs by ~15%: quote the
-median of interleaved rounds, with the machine line.
+median of interleaved rounds, with the machine line. Then p99 at half the median rate of (b), paced,
+for 20 s at 64 and at 256 connections on a fresh server (target <= 10 ms).
 
     python -m loadgen.bench_ratio [--rounds 5] [--log-dir DIR]   # make bench-ratio ROUNDS=5
 
@@ -22,11 +23,30 @@ import time
 from pathlib import Path
 
 from loadgen.bench import measure_http
-from loadgen.harness import bare_server, embedded_server
+from loadgen.harness import bare_server, embedded_server, run_wrk
 from loadgen.machine import describe, others_cpu_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS, SECONDS = 64, 10
+HALF_LOAD_SECONDS, HALF_LOAD_CONNECTIONS, P99_TARGET_MS = 20, (64, 256), 10.0
+
+
+def half_load(log_dir: str, rate: float) -> list[dict]:
+    """p50/p99 of POST /events paced at `rate` (half the highest), at 64 and 256 connections."""
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="bench-ratio-half-", dir=log_dir) as directory:
+        server = embedded_server(directory)
+        try:
+            for connections in HALF_LOAD_CONNECTIONS:
+                wrk = run_wrk(server.url + "/events", connections, HALF_LOAD_SECONDS, rate=rate)
+                figures.append({"connections": connections, "offered_per_second": rate, "achieved_per_second": wrk.rps,
+                                "p50_ms": wrk.latency_ms["50"], "p99_ms": wrk.latency_ms["99"], "errors": wrk.errors})
+                print(f"half load {rate:,.0f}/s, {connections} connections: achieved {wrk.rps:,.0f}/s "
+                      f"p50 {wrk.latency_ms['50']:.2f} ms p99 {wrk.latency_ms['99']:.2f} ms errors {wrk.errors} "
+                      f"(target p99 <= {P99_TARGET_MS:.0f} ms)", flush=True)
+        finally:
+            server.stop()
+    return figures
 
 
 def main() -> None:
@@ -54,6 +74,7 @@ def main() -> None:
                        "ratio": b.events_per_second / a.events_per_second})
         print(f"round {number}: (a) {a.events_per_second:,.0f}/s  (b) {b.events_per_second:,.0f}/s "
               f"p99 {b.p99_ms} ms  b/a {rounds[-1]['ratio']:.3f}", flush=True)
+    half = half_load(args.log_dir, statistics.median(r["ours_per_second"] for r in rounds) / 2)
     machine = describe(Path(args.log_dir), max(before, others_cpu_share()))
     ratios = [r["ratio"] for r in rounds]
     median = statistics.median(ratios)
@@ -66,7 +87,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench-ratio-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"median": median, "spread": spread, "rounds": rounds, "connections": CONNECTIONS,
-                                "seconds": SECONDS, "machine": machine.as_dict(),
+                                "seconds": SECONDS, "half_load": half, "machine": machine.as_dict(),
                                 "warning": machine.warning()}, indent=2))
     print(f"written {path}")
 

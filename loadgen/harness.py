@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,6 +96,8 @@ class WrkFigures:
 
 def run_wrk(url: str, connections: int, seconds: int, batch: int = 1, rate: float = 0) -> WrkFigures:
     """wrk -t1 against url: closed loop, or paced to `rate` requests/s when rate > 0."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `make bench-ratio` (or `apt-get install wrk`) installs it")
     env = {**os.environ, "BATCH": str(batch), "RATE": str(rate)}
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(WRK_SCRIPT), url],

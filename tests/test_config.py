@@ -44,6 +44,7 @@ def test_environment_values_are_converted():
         ({"CLICKHOUSE_URL": "postgres://x"}, "CLICKHOUSE_URL"),
         ({"CLICKHOUSE_URL": "chdb://relative/path"}, "CLICKHOUSE_URL"),
         ({"CLICKHOUSE_URL": "http://h:8123/bad-name"}, "CLICKHOUSE_URL"),
+        ({"ROLLUP_ZONES": "UTC,Mars/Olympus"}, "ROLLUP_ZONES"),
     ],
 )
 def test_bad_values_name_the_variable(env, named):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.config import known_zones
 from server.http.errors import FieldError, ValidationFailed
 
 MAX_RANGE_DAYS = 400
@@ -64,12 +64,6 @@ def parse_day(name: str, text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise BadParameter(name, f"must be a date as YYYY-MM-DD, got {text[:40]!r}") from None
-
-
-@cache
-def known_zones() -> frozenset[str]:
-    # The canonical IANA names only: the system's posix/ and right/ copies are unknown to ClickHouse.
-    return frozenset(z for z in available_timezones() if not z.startswith(("posix/", "right/")))
 
 
 def parse_tz(text: str) -> str:

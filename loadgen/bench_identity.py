@@ -13,7 +13,8 @@ events already theirs), then the rollup job's first round (`analytics-api rollup
   `v:new-<user>`) and their `$identify`: the round that decides them and moves their events
   (copy, removal, bucket rebuilds), then the rollup round that stores the touched days again,
   against a round with nothing to do;
-- every 30-day report through a server before the joins and after them (`Cache-Control:
+- every 30-day report through a server before the joins, after them, and after the cleanup of the
+  stored per-user rows no day names any more (the hourly cleanup, then their merge) (`Cache-Control:
   no-cache`, stored days read), as bench_reports measures them;
 - the engine's cost per ingested event of the identity views (020: identities, person_traits,
   group_members; 023: ids_seen): the same 100 k-event INSERT into a database with them and one without,
@@ -44,7 +45,7 @@ from server.config import Settings
 from server.data.erase import finish_removal
 from server.people import stitch
 from server.people.job import MARGIN_SECONDS, db_now
-from server.reports import configured, rollup_job
+from server.reports import configured, rollup_job, stored_rows
 from server.store import db
 from tests.servers import free_port, start_server
 
@@ -177,6 +178,15 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
             client.close()
         print("the 30-day reports after the joins:")
         found["reports (ms, no-cache)"] = reports(data, directory, runs)
+        client = db.connect(settings, client_settings={"max_execution_time": 0})
+        try:  # what the hourly cleanup does once the old copies are no longer read, and the merges after it
+            took, _ = seconds(lambda: (stored_rows.drop_unreferenced(client, older_than_hours=0),
+                                       *(client.command(f"OPTIMIZE TABLE {table} FINAL") for table in stored_rows.ROW_TABLES)))
+        finally:
+            client.close()
+        found["cleanup of unreferenced stored rows and their merge (s)"] = took
+        print(f"the 30-day reports after the cleanup of the stored rows no day names ({took:.1f} s) and their merge:")
+        found["reports after the cleanup (ms, no-cache)"] = reports(data, directory, runs)
         found.update(views_cost(settings))
         print(f"the identity views at ingest: {found['identity views (µs/event)']:.2f} µs per event "
               f"({found['with identity views (µs/event)']:.2f} with, {found['without (µs/event)']:.2f} without)")

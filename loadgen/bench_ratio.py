@@ -20,10 +20,12 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from loadgen.bench import measure_http
-from loadgen.harness import bare_server, embedded_server, run_wrk
+from loadgen.capacity import paced
+from loadgen.harness import bare_server, embedded_server
 from loadgen.machine import describe, others_cpu_share
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,11 +40,10 @@ def half_load(log_dir: str, rate: float) -> list[dict]:
         server = embedded_server(directory)
         try:
             for connections in HALF_LOAD_CONNECTIONS:
-                wrk = run_wrk(server.url + "/events", connections, HALF_LOAD_SECONDS, rate=rate)
-                figures.append({"connections": connections, "offered_per_second": rate, "achieved_per_second": wrk.rps,
-                                "p50_ms": wrk.latency_ms["50"], "p99_ms": wrk.latency_ms["99"], "errors": wrk.errors})
-                print(f"half load {rate:,.0f}/s, {connections} connections: achieved {wrk.rps:,.0f}/s "
-                      f"p50 {wrk.latency_ms['50']:.2f} ms p99 {wrk.latency_ms['99']:.2f} ms errors {wrk.errors} "
+                step = paced(server, rate, HALF_LOAD_SECONDS, connections)
+                figures.append({"connections": connections, **asdict(step)})
+                print(f"half load {rate:,.0f}/s, {connections} connections: achieved {step.achieved_rps:,.0f}/s "
+                      f"p50 {step.latency_ms['50']:.2f} ms p99 {step.latency_ms['99']:.2f} ms errors {step.errors} "
                       f"(target p99 <= {P99_TARGET_MS:.0f} ms)", flush=True)
         finally:
             server.stop()

@@ -112,6 +112,13 @@ def views_cost(settings: Settings) -> dict[str, float]:
         client.close()
 
 
+def clean_stored_rows(client: Any) -> None:
+    """What the hourly cleanup does once the old copies are no longer read, and the merges after it."""
+    stored_rows.drop_unreferenced(client, older_than_hours=0)
+    for table in stored_rows.ROW_TABLES:
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+
+
 def rollup_round(client: Any, settings: Settings) -> float:
     return seconds(lambda: rollup_job.refresh(client, ZONES, settings.rollup_days, merge=True,
                                               more=configured.stored_reports(settings)))[0]
@@ -179,9 +186,8 @@ def measure(events: int, identities: int, joins: int, runs: int) -> dict[str, An
         print("the 30-day reports after the joins:")
         found["reports (ms, no-cache)"] = reports(data, directory, runs)
         client = db.connect(settings, client_settings={"max_execution_time": 0})
-        try:  # what the hourly cleanup does once the old copies are no longer read, and the merges after it
-            took, _ = seconds(lambda: (stored_rows.drop_unreferenced(client, older_than_hours=0),
-                                       *(client.command(f"OPTIMIZE TABLE {table} FINAL") for table in stored_rows.ROW_TABLES)))
+        try:
+            took, _ = seconds(lambda: clean_stored_rows(client))
         finally:
             client.close()
         found["cleanup of unreferenced stored rows and their merge (s)"] = took

@@ -46,6 +46,9 @@ def server(tmp_path_factory):
     port = free_port()
     process = start_server(data, port, BODY_TIMEOUT_SECONDS="5")
     with requests.Session() as session:  # one kept-alive connection for every generated request
+        # No proxies, .netrc or CA bundle from the environment: looking them up for every request
+        # cost ~2.7 s of the ~1,800 requests' CPU.
+        session.trust_env = False
         yield f"http://127.0.0.1:{port}", session
     process.terminate()
     process.wait(timeout=60)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, output, query_in_process, start_server
+from tests.servers import free_port, local_http, output, query_in_process, start_server
 from tests.test_crashes import CHECK, Load
 
 
@@ -43,13 +43,14 @@ def engine_and_workers(server_pid: int) -> tuple[int | None, list[int]]:
 
 def wait_ready(port: int, server: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    with local_http(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                if http.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
     raise AssertionError(f"not ready again in {seconds} s:\n" + output(server)[-5000:])
 
 
@@ -79,7 +80,9 @@ def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_wo
         # Retries with event_ids, each on a new connection (any worker may take it): stored once.
         batch = [{"dt": 1735689600, "event": "retry", "user_id": "r", "seq": i, "event_id": str(uuid.uuid4())}
                  for i in range(50)]
-        answers = [httpx.post(f"http://127.0.0.1:{port}/events", json=batch).json() for _ in range(6)]
+        with local_http() as http:  # `Connection: close`: a new connection a request
+            answers = [http.post(f"http://127.0.0.1:{port}/events", json=batch, headers={"Connection": "close"}).json()
+                       for _ in range(6)]
         assert answers[0] == {"accepted": 50} and all(a == {"accepted": 50, "duplicates": 50} for a in answers[1:])
         # /metrics from any worker covers the group: the workers' requests and the engine's inserts.
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
@@ -112,9 +115,11 @@ def test_what_a_group_left_in_its_workers_logs_is_inserted_by_a_single_process_l
     # The engine inserts nothing while running (an hour's gathering) and nothing at the stop.
     server = start_server(data_dir, port, WEB_CONCURRENCY="2", LOG_BATCH_SECONDS="3600", STOP_TIMEOUT_SECONDS="0")
     try:
-        for n in range(20):
-            batch = [{"dt": 1735689600, "event": "left", "user_id": f"u{n}", "seq": i} for i in range(10)]
-            assert httpx.post(f"http://127.0.0.1:{port}/events", json=batch).status_code == 202  # new connections
+        with local_http() as http:
+            for n in range(20):
+                batch = [{"dt": 1735689600, "event": "left", "user_id": f"u{n}", "seq": i} for i in range(10)]
+                assert http.post(f"http://127.0.0.1:{port}/events", json=batch,
+                                 headers={"Connection": "close"}).status_code == 202  # new connections
         server.terminate()
         server.wait(timeout=120)
     finally:

@@ -12,7 +12,7 @@ import threading
 import httpx
 
 from tests.ingest.test_events_api import HOSTILE_BODIES
-from tests.servers import count_in_events, free_port, start_server
+from tests.servers import count_in_events, free_port, local_http, start_server
 
 GOOD = {"dt": 1735689600, "event": "e", "user_id": "good"}
 
@@ -71,7 +71,8 @@ def test_hostile_clients_do_not_stop_a_normal_one(tmp_path):
         threads = [threading.Thread(target=f) for f in (slow_body, huge_chunked, huge_declared, bombs)]
         for thread in threads:
             thread.start()
-        served = [httpx.post(url, json=GOOD, timeout=10).status_code for _ in range(50)]
+        with local_http(timeout=10) as http:  # a new connection a request, as a new client would
+            served = [http.post(url, json=GOOD, headers={"Connection": "close"}).status_code for _ in range(50)]
         for thread in threads:
             thread.join(timeout=60)
         loris.close()

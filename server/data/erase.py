@@ -150,8 +150,8 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
         buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
         first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
     begun = datetime.now(UTC)
-    client.insert("erasures", [[one, app, buckets, hours, first_dt, rows, begun, int(stitched)] for app, one in pairs],
-                  column_names=["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"])
+    db.insert_rows(client, "erasures", ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"],
+                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched)] for app, one in pairs])
     statement_params = {**params, "buckets": buckets, "hours": hours}
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
         client.command(lightweight(statement) if stitched else statement, parameters=statement_params)

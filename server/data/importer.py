@@ -238,8 +238,8 @@ def _store(client: Client, file_sha: str, name: str, batch_number: int, first_li
             "insert_deduplication_token": f"import:{file_sha}:{batch_number}",
             "deduplicate_blocks_in_dependent_materialized_views": 1,
         })
-    client.insert("imports", [[file_sha, batch_number, first_line, lines, rows, name]],
-                  column_names=["file_sha256", "batch", "first_line", "lines", "rows", "file_name"])
+    db.insert_rows(client, "imports", ["file_sha256", "batch", "first_line", "lines", "rows", "file_name"],
+                   [[file_sha, batch_number, first_line, lines, rows, name]])
 
 
 def _reject(rejected: Counter[str], rejects: list[bytes], number: int, reasons: list[dict[str, Any]], item: Any) -> None:

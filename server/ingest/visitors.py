@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
+from server.store import db
+
 log = logging.getLogger(__name__)
 
 PREFIX = "v:"
@@ -58,8 +60,8 @@ class Visitors:
             known = self._load(today)
             missing = [day for day in days if day not in known]
             if missing:
-                self._client.insert("visitor_salts", [[day, secrets.token_hex(32)] for day in missing],
-                                    column_names=["day", "salt"])
+                db.insert_rows(self._client, "visitor_salts", ["day", "salt"],
+                               [[day, secrets.token_hex(32)] for day in missing])
                 known = self._load(today)
             self._salts = {day: bytes.fromhex(salt) for day, salt in known.items()}
             if self._client.query("SELECT count() FROM visitor_salts WHERE day < {today:Date}",

@@ -30,6 +30,7 @@ from clickhouse_connect.driver.client import Client
 
 from server.data.erase import Removal, begin_removal, finish_removal
 from server.people.merges import People
+from server.store import db
 from server.store.db import SQL_DIR, strip_comments
 
 BATCH = 10_000  # joins decided, and ids moved, at most per round
@@ -77,10 +78,10 @@ def decide(client: Client, allow_identified: bool = False, since: datetime = EVE
         persons += [[app_id, one, person, version] for one, person in people.changed()]
     # The persons first: a crash before the decisions are written decides them again (`same`).
     if persons:
-        client.insert("persons", persons, column_names=["app_id", "id", "person", "version"])
+        db.insert_rows(client, "persons", ["app_id", "id", "person", "version"], persons)
     if merges:
-        client.insert("identity_merges", merges,
-                      column_names=["app_id", "anonymous_id", "user_id", "first_seen", "outcome", "decided"])
+        db.insert_rows(client, "identity_merges",
+                       ["app_id", "anonymous_id", "user_id", "first_seen", "outcome", "decided"], merges)
     return Decided(dict(outcomes), [(str(row[0]), str(row[1])) for row in persons], len(found) < limit)
 
 

@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from server.reports import rollups
 from server.reports.params import LOOKBACK_DAYS, ReportRange
 from server.reports.rollups import CHANGES_MARGIN_SECONDS, ROW_PREFIXES, StoredDays, as_utc, finished_through, key_of
+from server.store import db
 
 # Days computed by one query of the job: active users' mask holds 35; session length's query
 # holds a piece's spans per user in memory (~127 MB for 30 days at 10 M demo events), so smaller.
@@ -92,7 +93,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
                 restamped += len(again)
                 rows += again + _computed(client, name, whole, sorted(missing), compute)
     if rows and not stopping():  # one part per round: a report reads the table with FINAL, fast over few parts
-        client.insert("report_days", rows, column_names=["report", "key", "day", "value", "stored", "seen"])
+        db.insert_rows(client, "report_days", ["report", "key", "day", "value", "stored", "seen"], rows)
         memory.add(rows)
     return Refreshed(keys, len(rows) - restamped, restamped)
 

@@ -12,14 +12,16 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -125,6 +127,28 @@ class ClientPool:
 def scalar(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> int:
     """The one integer a query answers (a count, an EXISTS)."""
     return int(client.query(sql, parameters=parameters).result_rows[0][0])
+
+
+def insert_rows(client: Client, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Python rows (lists in `columns`' order) into `table`, as one JSONEachRow INSERT. Dates go as
+    ISO days and times as UTC text (every time column of ours is in 'UTC'; a naive time is UTC,
+    as the engine hands them out). Not clickhouse-connect's `insert()`: its first call imports
+    pandas to ask whether the data is a DataFrame, 0.4 s of CPU and 81 MB of memory in every
+    server process, which never uses pandas."""
+    body = b"".join([orjson.dumps(dict(zip(columns, row, strict=True)), default=_json_time,
+                                  option=orjson.OPT_PASSTHROUGH_DATETIME) + b"\n" for row in rows])
+    if body:
+        client.command(f"INSERT INTO {table} ({', '.join(columns)}) FORMAT JSONEachRow", data=body)
+
+
+def _json_time(value: object) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 class MutationFailed(ClickHouseError):

@@ -1,0 +1,56 @@
+"""`db.insert_rows`, the server's one way to insert Python rows: values arrive exactly (dates, times
+aware or naive, arrays of times), and a server process never loads pandas (clickhouse-connect's
+`insert()` imports it on its first call: 0.4 s and 81 MB a process)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+from server.store import db
+from tests.servers import free_port, start_server
+
+
+def test_insert_rows_stores_dates_times_and_arrays_exactly(settings):
+    client = db.connect(settings)
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    aware = datetime(2025, 3, 12, 23, 59, 58, 123000, tzinfo=kolkata)  # 18:29:58.123 UTC
+    naive = datetime(2025, 3, 12, 18, 29, 58, 456000)  # UTC, as the engine gives times out
+    db.insert_rows(client, "erasures", ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"],
+                   [["u'1\"\\", "app", [datetime(2025, 3, 12, 18, 15, tzinfo=UTC)], [naive.replace(minute=0, second=0,
+                    microsecond=0)], aware, 7, naive, 1]])
+    now = datetime.now(kolkata).replace(microsecond=789000)  # report_days keeps 3 days since `stored`
+    db.insert_rows(client, "report_days", ["report", "key", "day", "value", "stored", "seen"],
+                   [["daily", "UTC|", date(2025, 3, 12), "[1]", now, 3]])
+    db.insert_rows(client, "persons", ["app_id", "id", "person", "version"], [])  # nothing: no INSERT
+    try:
+        assert client.query("SELECT user_id, app_id, arrayMap(t -> toUnixTimestamp(t), buckets), "
+                            "arrayMap(t -> toUnixTimestamp(t), hours), toUnixTimestamp64Milli(first_dt), rows, "
+                            "toUnixTimestamp64Milli(begun), stitch FROM erasures").result_rows == [
+            ("u'1\"\\", "app", [int(datetime(2025, 3, 12, 18, 15, tzinfo=UTC).timestamp())],
+             [int(datetime(2025, 3, 12, 18, tzinfo=UTC).timestamp())], int(aware.timestamp() * 1000), 7,
+             int(naive.replace(tzinfo=UTC).timestamp() * 1000), 1)]
+        assert client.query("SELECT day, toUnixTimestamp64Milli(stored), seen FROM report_days").result_rows == [
+            (date(2025, 3, 12), int(now.timestamp() * 1000), 3)]
+    finally:
+        client.close()
+
+
+def test_a_server_never_loads_pandas(tmp_path):
+    """Started (visitor salts inserted), sent events and asked for a report: no pandas library is
+    mapped into the process."""
+    port = free_port()
+    server = start_server(tmp_path / "data", port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert http.post("/events", json={"event": "view", "user_id": "u", "dt": 1735689600},
+                             headers={"User-Agent": "Mozilla/5.0 Firefox/120.0"}).status_code == 202
+            assert http.get("/reports/daily", params={"from": "2025-01-01", "to": "2025-01-01"}).status_code == 200
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+        assert "/site-packages/chdb" in maps  # what is mapped is visible here
+        assert "/pandas/" not in maps
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

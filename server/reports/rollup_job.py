@@ -23,9 +23,16 @@ from server.store import db
 # holds a piece's spans per user in memory (~127 MB for 30 days at 10 M demo events), so smaller.
 # A funnel's query holds a piece's step times per user and day, a breakdown's its (value, user)
 # pairs: at 10 M demo events, 7 days took the job's process up by 61 and 95 MB, 3 days by 29 and
-# 33 MB (~60 ms a query), so 3.
+# 33 MB (~60 ms a query), so 3. Those are the fewest days a piece holds; where days hold fewer
+# events, a piece holds as many days as PIECE_EVENTS events on the busiest UTC day (10 M demo
+# events' busiest day holds ~117k: 7 and 3 days), up to 35. A query costs ~15-40 ms however few
+# its rows: at 1 M demo events (busiest day 11.7k) the job's first round over 180 days took
+# 31.1-33.1 s in 3- and 7-day pieces, 10.1 s in these (UTC and Kolkata, the funnel and a breakdown;
+# the process peaked at 432 MB either way).
 PIECE_DAYS = {"active_users": 35, "session_durations": 7}
 ROWS_PIECE_DAYS = 3
+MOST_PIECE_DAYS = 35
+PIECE_EVENTS = {"session_durations": 7 * 117_000, "rows": 3 * 117_000}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
     if not apps[1:]:
         return Refreshed(0, 0)
     earliest, latest = client.query("SELECT min(first), (SELECT max(last) FROM users_last) FROM users_first").result_rows[0]
+    pieces = piece_days(client)
     keys = restamped = 0
     rows: list[list[Any]] = []
     for tz in zones:
@@ -91,7 +99,7 @@ def refresh(client: Client, zones: Iterable[str], keep_days: int, merge: bool = 
                 again = _restamped(client, memory, name, whole, {d: v for d, v in memory.aging(name, whole).items()
                                                                  if d in have}, missing)
                 restamped += len(again)
-                rows += again + _computed(client, name, whole, sorted(missing), compute)
+                rows += again + _computed(client, name, whole, sorted(missing), compute, pieces)
     if rows and not stopping():  # one part per round: a report reads the table with FINAL, fast over few parts
         db.insert_rows(client, "report_days", ["report", "key", "day", "value", "stored", "seen"], rows)
         memory.add(rows)
@@ -132,9 +140,23 @@ def _restamped(client: Client, memory: StoredDays, name: str, whole: ReportRange
     return [[name, key_of(whole), d, value, began, seen] for d, value in aging.items() if d in true]
 
 
+def piece_days(client: Client) -> Callable[[str], int]:
+    """The days of a report's piece (PIECE_DAYS, ROWS_PIECE_DAYS, more where days hold fewer
+    events than PIECE_EVENTS), from the busiest UTC day's events in the hourly counts."""
+    busiest = max(1, db.scalar(client, "SELECT max(n) FROM (SELECT sum(events) AS n FROM event_counts_hourly "
+                                       "GROUP BY toDate(hour))"))
+
+    def days(name: str) -> int:
+        fewest, events = ((ROWS_PIECE_DAYS, PIECE_EVENTS["rows"]) if name.startswith(ROW_PREFIXES)
+                          else (PIECE_DAYS.get(name, MOST_PIECE_DAYS), PIECE_EVENTS.get(name, 0)))
+        return max(fewest, min(MOST_PIECE_DAYS, events // busiest))
+    return days
+
+
 def _computed(client: Client, name: str, whole: ReportRange, missing: list[date],
-              compute: Callable[[Client, ReportRange], dict[date, Any]]) -> list[list[Any]]:
-    """The missing days computed in pieces of at most PIECE_DAYS days, as rows of report_days
+              compute: Callable[[Client, ReportRange], dict[date, Any]],
+              pieces: Callable[[str], int]) -> list[list[Any]]:
+    """The missing days computed in pieces of at most `pieces(name)` days, as rows of report_days
     (only the missing ones: a piece's query may cover stored days between them; a funnel's or
     breakdown's piece is days in a row, as its query stores rows for each), each piece stamped
     with the database's time before its query ran and the blocks seen then."""
@@ -142,9 +164,9 @@ def _computed(client: Client, name: str, whole: ReportRange, missing: list[date]
     while missing:
         start = missing[0]
         if name.startswith(ROW_PREFIXES):  # rows of every day of the piece: no stored day between
-            run = [d for n, d in enumerate(missing[:ROWS_PIECE_DAYS]) if d == start + timedelta(days=n)]
+            run = [d for n, d in enumerate(missing[:pieces(name)]) if d == start + timedelta(days=n)]
         else:
-            run = [d for d in missing if d < start + timedelta(days=PIECE_DAYS.get(name, 35))]
+            run = [d for d in missing if d < start + timedelta(days=pieces(name))]
         piece = ReportRange(start, run[-1], whole.tz, app_id=whole.app_id)
         missing = missing[len(run):]
         began, seen = _stamp(client)

@@ -333,3 +333,35 @@ def test_a_stop_waits_for_a_running_round_which_ends_early_and_stores_nothing(ma
     assert len(calls) == 1
     assert client.command("SELECT count() FROM report_days") == 0
     client.close()
+
+
+def test_a_piece_of_few_events_holds_35_days_and_any_piece_size_stores_the_same_values(make_settings):
+    """The job's queries cover as many days as the busiest day's events allow (rollup_job.piece_days):
+    here every report's piece holds 35 days; pieces of one day give the same values."""
+    events = reference.generate(seed=29, first_day=FIRST, days=14, users=20)
+    settings = make_settings(report_breakdowns="country")
+    with SettlingClient(create_app(settings)) as api:
+        post(api, events)
+        services = api.app.state.services
+        client = services.query_client
+        reports = {**rollups.REPORTS, **services.stored_reports()}
+        assert any(name.startswith(rollups.ROW_PREFIXES) for name in reports)  # a funnel's and a breakdown's rows
+        pieces = rollup_job.piece_days(client)
+        assert {pieces(name) for name in reports} == {rollup_job.MOST_PIECE_DAYS}
+        whole = ReportRange(FIRST, LAST, "America/New_York")
+        for name, compute in reports.items():
+            by_day = rollup_job._computed(client, name, whole, whole.days(), compute, lambda _: 1)
+            at_once = rollup_job._computed(client, name, whole, whole.days(), compute, pieces)
+            if name.startswith(rollups.ROW_PREFIXES):  # one query (batch) for 14 days, or one a day
+                assert (len({row[3] for row in at_once}), len({row[3] for row in by_day})) == (1, 14), name
+            assert [value_of(client, name, row) for row in by_day] == [value_of(client, name, row) for row in at_once], name
+
+
+def value_of(client: Client, name: str, row: list) -> object:
+    """A stored day's value; for a funnel or breakdown, the day's rows its value (a batch) names."""
+    _, _, day, value, _, _ = row
+    if not name.startswith(rollups.ROW_PREFIXES):
+        return day, value
+    table = "funnel_days" if name.startswith("funnel:") else "breakdown_days"
+    return day, client.query(f"SELECT * EXCEPT (batch, stored) FROM {table} WHERE day = {{d:Date}} AND batch = {{b:UInt64}} "
+                             "ORDER BY ALL", parameters={"d": day, "b": int(value)}).result_rows

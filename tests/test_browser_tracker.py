@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, output, start_server
+from tests.servers import free_port, local_http, output, start_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -68,7 +68,8 @@ def site(analytics: str) -> Iterator[str]:
 
 
 def sql_rows(analytics: str, sql: str) -> list[list[object]]:
-    r = httpx.post(analytics + "/sql", json={"sql": sql}, timeout=30)
+    with local_http() as http:  # polled: a plain httpx.post loads the CA bundle each call
+        r = http.post(analytics + "/sql", json={"sql": sql})
     assert r.status_code == 200, r.text
     return r.json()["rows"]
 

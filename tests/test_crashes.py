@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import count_in_events, free_port, query_in_process, start_server
+from tests.servers import count_in_events, free_port, local_http, query_in_process, start_server
 
 CHECK = (
     "SELECT count(), uniqExact(user_id, props['seq']), (SELECT sum(events) FROM event_counts_hourly), "
@@ -46,7 +46,7 @@ class Load:
             thread.join(timeout=60)
 
     def _client(self, number: int) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10) as http:
+        with local_http(timeout=10, base_url=f"http://127.0.0.1:{self.port}") as http:
             n = 0
             while not self._stop.is_set():
                 user = f"r{self.run}-c{number}-{n}"

@@ -59,9 +59,11 @@ class EngineClient:
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
-        self.sync = httpx.Client(transport=httpx.HTTPTransport(uds=socket_path), base_url="http://engine", timeout=10)
-        self.proxy = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path), base_url="http://engine",
-                                       timeout=httpx.Timeout(None, connect=5))
+        # A unix socket speaks no TLS: verify=False spares loading the CA bundle (~27 ms a transport).
+        self.sync = httpx.Client(transport=httpx.HTTPTransport(uds=socket_path, verify=False), base_url="http://engine",
+                                 timeout=10)
+        self.proxy = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path, verify=False),
+                                       base_url="http://engine", timeout=httpx.Timeout(None, connect=5))
 
     def stored(self, ids: list[str]) -> set[str]:
         try:

@@ -67,7 +67,8 @@ class Engine:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + ENGINE_START_SECONDS
-        with httpx.Client(transport=httpx.HTTPTransport(uds=self.socket_path), base_url="http://engine") as client:
+        transport = httpx.HTTPTransport(uds=self.socket_path, verify=False)  # no TLS on a unix socket (front.py)
+        with httpx.Client(transport=transport, base_url="http://engine") as client:
             while time.monotonic() < deadline:
                 assert self._process is not None
                 if self._process.poll() is not None:

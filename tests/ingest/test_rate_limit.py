@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from server.ingest import rate_limit
 from server.ingest.rate_limit import TokenBuckets
 from server.process.app import create_app
-from tests.servers import count_in_events, free_port, start_server, wait_consumed
+from tests.servers import count_in_events, free_port, local_http, start_server, wait_consumed
 
 EVENT = {"dt": "2026-12-01T10:00:00Z", "event": "view", "user_id": "u1"}
 
@@ -85,8 +85,9 @@ def test_a_thousand_idle_connections_leave_the_server_answering_and_its_memory_f
     server = start_server(tmp_path / "data", port)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(20):  # warm: the request path's first allocations are not the connections'
-            assert httpx.post(f"{base}/events", json=EVENT).status_code == 202
+        with local_http() as http:  # warm: the request path's first allocations are not the connections'
+            for _ in range(20):
+                assert http.post(f"{base}/events", json=EVENT, headers={"Connection": "close"}).status_code == 202
         before = rss_kb(server.pid)
         idle = []
         for n in range(1000):

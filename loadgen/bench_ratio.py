@@ -1,7 +1,8 @@
 """The single-event ratio, the one harness its figure comes from (issue #28): ROUNDS interleaved
 pairs, each (a) the bare endpoint (loadgen/bare_app.py: read the body, parse the JSON, 202) then
-(b) `POST /events` with one event a request (ACK=log, a fresh data directory), wrk -t1 -c64 for 10 s
-each on the same uvicorn; b/a per round, and the median and spread of the rounds. The machine is
+(b) `POST /events` with one event a request (ACK=log, a fresh data directory, the default
+WEB_CONCURRENCY=auto: on 2 cores one HTTP worker in front of the engine's process), wrk -t1 -c64
+for 10 s each; b/a per round, and the median and spread of the rounds. The machine is
 described with the figures (cores, CPU, the log's file system and its fdatasync latency, how busy
 other processes kept it, with a warning over 5%), in the output and in
 loadgen/results/bench-ratio-<time>.json. Machines here differ by 2x and runs by ~15%: quote the
@@ -27,6 +28,7 @@ from loadgen.bench import measure_http
 from loadgen.capacity import paced
 from loadgen.harness import bare_server, embedded_server
 from loadgen.machine import describe, others_cpu_share
+from server.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS, SECONDS = 64, 10
@@ -57,6 +59,10 @@ def main() -> None:
                         help="where each round's data directory and write-ahead log go (default: the temp dir)")
     args = parser.parse_args()
     before = others_cpu_share()
+    default = Settings.from_env({"CLICKHOUSE_URL": f"chdb://{args.log_dir}/unused"})
+    shape = f"{default.web_concurrency} HTTP worker(s)" + (" and the engine's process" if default.engine_process
+                                                          else " in one process")
+    print(f"(b) runs the default WEB_CONCURRENCY=auto here: {shape}", flush=True)
     rounds = []
     for number in range(1, args.rounds + 1):
         bare = bare_server()
@@ -88,7 +94,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench-ratio-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"median": median, "spread": spread, "rounds": rounds, "connections": CONNECTIONS,
-                                "seconds": SECONDS, "half_load": half, "machine": machine.as_dict(),
+                                "seconds": SECONDS, "server": shape, "half_load": half, "machine": machine.as_dict(),
                                 "warning": machine.warning()}, indent=2))
     print(f"written {path}")
 

@@ -4,11 +4,12 @@ worker per core but the engine's), against the bare endpoint with as many, in on
     python -m loadgen.bench_workers [--workers 1,2,auto] [--seconds 10] [--connections 64]
 
 The server runs on the embedded engine with the default ACK=log: with WEB_CONCURRENCY = 1 one
-process; with N > 1 N workers acknowledging into their own logs plus the engine process that
-inserts them (server/process/group.py). The bare endpoint (loadgen/bare_app.py) runs under
-`uvicorn --workers N`. wrk drives both from this machine, so on few cores the load generator
-competes with the server: read the ratios, and the figures as this machine's. Results go to
-loadgen/results/workers-<time>.json. A benchmark: it prints figures, it asserts nothing.
+process; with N > 1 (and `auto` on 2 or more cores, N = cores - 1) N workers acknowledging into
+their own logs plus the engine process that inserts them (server/process/group.py). The bare
+endpoint (loadgen/bare_app.py) runs under `uvicorn --workers N`. wrk drives both from this
+machine, so on few cores the load generator competes with the server: read the ratios, and the
+figures as this machine's. Results go to loadgen/results/workers-<time>.json. A benchmark: it
+prints figures, it asserts nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
         finally:
             bare.stop()
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as directory:
-            server = embedded_server(directory, WEB_CONCURRENCY=str(workers))
+            server = embedded_server(directory, WEB_CONCURRENCY="auto" if asked.strip() == "auto" else str(workers))
             try:
                 time.sleep(1)
                 ours = measure(server, args.connections, args.seconds)

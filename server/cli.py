@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    if settings.web_concurrency > 1 or settings.prometheus_multiproc_dir:
+    if settings.web_concurrency > 1 or settings.engine_process or settings.prometheus_multiproc_dir:
         prepare_metrics_dir(settings)
-    if settings.web_concurrency > 1 and settings.embedded:
+    if settings.engine_process:
         from server.process.group import serve_group
 
         return serve_group(settings)
@@ -151,7 +151,7 @@ def prepare_metrics_dir(settings: Settings) -> None:
 
     directory = settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="analytics-api-metrics-")
     Path(directory).mkdir(parents=True, exist_ok=True)
-    if settings.web_concurrency > 1:
+    if settings.web_concurrency > 1 or settings.engine_process:
         for stale in Path(directory).glob("*.db"):
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory

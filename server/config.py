@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -120,35 +120,44 @@ class Settings:
     buffer_max_bytes: int = 100_000_000
     log_level: str = "info"
     access_log: bool = False
+    # Not a variable of its own: whether the embedded engine runs in a process of its own behind
+    # the HTTP workers (server/process/group.py), from WEB_CONCURRENCY (N > 1, or `auto` on 2 or
+    # more cores; `1` keeps a single process).
+    engine_process: bool = field(default=False, metadata={"env": False})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from environment variables; `overrides` win (tests, CLI flags)."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        for field in fields(cls):
-            name = field.name.upper()
-            if field.name in overrides:
-                values[field.name] = overrides[field.name]
+        for one in fields(cls):
+            name = one.name.upper()
+            if one.name in overrides:
+                values[one.name] = overrides[one.name]
+                continue
+            if not one.metadata.get("env", True):
                 continue
             raw = env.get(name)
-            if field.name == "web_concurrency" and (raw or "auto").strip().lower() == "auto":
-                values[field.name] = AUTO_WORKERS  # resolved below, once the target and ACK are known
+            if one.name == "web_concurrency" and (raw or "auto").strip().lower() == "auto":
+                values[one.name] = AUTO_WORKERS  # resolved below, once the target and ACK are known
                 continue
             if raw is None or raw == "":
-                if field.name == "clickhouse_url":
-                    values[field.name] = default_clickhouse_url()
-                if field.name == "spool_dir":
-                    values[field.name] = default_spool_dir()
-                if field.name == "backup_dir":
-                    values[field.name] = str(Path.cwd() / "var" / "backups")
-                if field.name == "log_dir":
-                    values[field.name] = ""  # filled below, from CLICKHOUSE_URL
+                if one.name == "clickhouse_url":
+                    values[one.name] = default_clickhouse_url()
+                if one.name == "spool_dir":
+                    values[one.name] = default_spool_dir()
+                if one.name == "backup_dir":
+                    values[one.name] = str(Path.cwd() / "var" / "backups")
+                if one.name == "log_dir":
+                    values[one.name] = ""  # filled below, from CLICKHOUSE_URL
                 continue
-            values[field.name] = _convert(name, raw, field.default)
+            values[one.name] = _convert(name, raw, one.default)
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.web_concurrency == AUTO_WORKERS:
-            settings = replace(settings, web_concurrency=auto_workers(settings))
+            settings = replace(settings, web_concurrency=auto_workers(settings),
+                               engine_process=settings.embedded and auto_workers(settings, cores_only=True) > 1)
+        if settings.web_concurrency > 1 and settings.embedded:
+            settings = replace(settings, engine_process=True)
         settings.check()
         if not settings.log_dir:
             settings = replace(settings, log_dir=default_log_dir(settings.clickhouse_url))
@@ -324,12 +333,15 @@ def _convert(name: str, raw: str, default: object) -> object:
 AUTO_WORKERS = 0  # WEB_CONCURRENCY=auto (the default), until resolved
 
 
-def auto_workers(settings: Settings) -> int:
+def auto_workers(settings: Settings, cores_only: bool = False) -> int:
     """WEB_CONCURRENCY=auto: every core used. On the embedded engine with ACK=log, one HTTP worker
-    per core but one, which the engine's process takes (at least 1: a single process); with a
-    ClickHouse server and ACK=insert, one per core. One where several cannot work (the embedded
-    engine with ACK=insert, a server with ACK=log: one log directory per process)."""
+    per core but one, which the engine's process takes (2 cores: one worker and the engine's
+    process; 1 core: a single process); with a ClickHouse server and ACK=insert, one per core. One
+    where several cannot work (the embedded engine with ACK=insert, a server with ACK=log: one log
+    directory per process). `cores_only`: the cores, where more than one process can work, else 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if settings.ack_mode != ("log" if settings.embedded else "insert"):
         return 1
+    if cores_only:
+        return cores
     return max(1, cores - 1) if settings.embedded else cores

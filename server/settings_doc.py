@@ -27,9 +27,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "HTTP worker processes. On the embedded engine, N > 1 runs N workers that acknowledge into "
         "logs of their own plus one process that owns the engine and inserts them (ACK=log only; "
         "docs/operations.md: Several workers on one machine); with a ClickHouse server, N uvicorn workers. "
-        "`auto`: every core used: one worker per core but one (the engine's) on the embedded engine, at "
-        "least 1 (a single process: 2 cores give 1); one per core with a server and ACK=insert; 1 where "
-        "several cannot work. `1` keeps a single process.",
+        "`auto`: every core used: one worker per core but one (the engine's) on the embedded engine, "
+        "so on 2 cores one worker in front of the engine's process (1 core: a single process); one per "
+        "core with a server and ACK=insert; 1 where several cannot work. `1` keeps a single process.",
     ),
     "PROMETHEUS_MULTIPROC_DIR": (
         "(unset)",

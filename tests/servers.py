@@ -51,9 +51,10 @@ def migrated_template() -> Path:
     return template
 
 
-def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, cpus: int = 0, **env: str) -> subprocess.Popen:
     """`analytics-api serve` on `data_dir`: a new directory starts as a copy of the migrated
-    template (what the server's own first start would make), an existing one as it is."""
+    template (what the server's own first start would make), an existing one as it is. `cpus`:
+    run on that many of this machine's CPUs (what WEB_CONCURRENCY=auto sees), not all of them."""
     if not data_dir.exists() and "CLICKHOUSE_URL" not in env:
         shutil.copytree(migrated_template(), data_dir, symlinks=True)  # relative links into store/
     environ = {
@@ -67,11 +68,13 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
     # The server's log goes to a file beside its data (read with `output()`), not to a pipe that
     # would have to be drained and closed.
     log_path = data_dir.parent / f"{data_dir.name}-{port}.log"
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    if cpus:
+        mask = sorted(os.sched_getaffinity(0))[:cpus]
+        command = [sys.executable, "-c", f"import os, sys; os.sched_setaffinity(0, {mask}); os.execv(sys.argv[1], sys.argv[1:])",
+                   *command]
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT)
     process.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     with local_http(timeout=1) as http:

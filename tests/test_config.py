@@ -53,7 +53,7 @@ def test_bad_values_name_the_variable(env, named):
 
 
 def test_every_setting_is_documented_in_config_and_readme():
-    names = {f.name.upper() for f in fields(Settings)}
+    names = {f.name.upper() for f in fields(Settings) if f.metadata.get("env", True)}
     assert names == set(SETTINGS_DOC)
     table = README.read_text()
     assert markdown_table() in table, "README's configuration table is not `python -m server.settings_doc`'s output"
@@ -75,6 +75,8 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
 def test_documented_defaults_match_the_dataclass():
     defaults = Settings.from_env({})
     for field in fields(Settings):
+        if not field.metadata.get("env", True):
+            continue
         documented = SETTINGS_DOC[field.name.upper()][0]
         if field.name in ("clickhouse_url", "spool_dir", "log_dir", "ack", "backup_dir"):
             continue
@@ -99,16 +101,19 @@ def test_ack_defaults_to_the_log_on_the_embedded_engine_and_to_insert_with_a_ser
 
 @pytest.mark.parametrize("cores", [1, 2, 8])
 def test_web_concurrency_auto_uses_every_core(monkeypatch, cores):
-    """The default: one worker per core but the engine's on the embedded engine (ACK=log), one per
-    core with a server (ACK=insert), one where several cannot work; `1` keeps one process."""
+    """The default: one worker per core but the engine's on the embedded engine (ACK=log), with the
+    engine in its own process from 2 cores on; one per core with a server (ACK=insert), one where
+    several cannot work; `1` keeps one process."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     server = {"CLICKHOUSE_URL": "http://ch:8123/db"}
-    assert Settings.from_env({}).web_concurrency == max(1, cores - 1)
-    assert Settings.from_env({"WEB_CONCURRENCY": "auto"}).web_concurrency == max(1, cores - 1)
-    assert Settings.from_env({"ACK": "insert"}).web_concurrency == 1
-    assert Settings.from_env(server).web_concurrency == cores
-    assert Settings.from_env({**server, "ACK": "log"}).web_concurrency == 1
-    assert Settings.from_env({"WEB_CONCURRENCY": "1"}).web_concurrency == 1
+    shape = {name: (s.web_concurrency, s.engine_process) for name, s in {
+        "default": Settings.from_env({}), "auto": Settings.from_env({"WEB_CONCURRENCY": "auto"}),
+        "insert": Settings.from_env({"ACK": "insert"}), "server": Settings.from_env(server),
+        "server log": Settings.from_env({**server, "ACK": "log"}), "1": Settings.from_env({"WEB_CONCURRENCY": "1"}),
+        "2": Settings.from_env({"WEB_CONCURRENCY": "2"})}.items()}
+    assert shape == {"default": (max(1, cores - 1), cores > 1), "auto": (max(1, cores - 1), cores > 1),
+                     "insert": (1, False), "server": (cores, False), "server log": (1, False), "1": (1, False),
+                     "2": (2, True)}
 
 
 def test_several_workers_on_the_embedded_engine_need_the_log():

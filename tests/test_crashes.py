@@ -68,17 +68,17 @@ class Load:
                 n += 1
 
 
-def kill_loop(tmp_path: Path, kills: int) -> None:
+def kill_loop(tmp_path: Path, kills: int, cpus: int = 0, **env: str) -> None:
     """SIGKILL under load at random moments (before, during and after the consumer's INSERTs and
-    checkpoints, and during the recovery of the previous kill), then every acknowledged event
-    is in `events` once, and each rollup counts it once."""
+    checkpoints, and during the recovery of the previous kill), each start right after the kill,
+    then every acknowledged event is in `events` once, and each rollup counts it once."""
     data_dir = tmp_path / "clickhouse"
     port = free_port()
     rng = random.Random(kills)
     acknowledged: set[tuple[str, int]] = set()
     sent = amount = 0
     for run in range(kills):
-        server = start_server(data_dir, port, LOG_BATCH_SECONDS=str(rng.choice([0, 0.05, 0.2])))
+        server = start_server(data_dir, port, cpus, LOG_BATCH_SECONDS=str(rng.choice([0, 0.05, 0.2])), **env)
         try:
             with Load(port, run) as load:
                 time.sleep(rng.uniform(0.05, 1.2))

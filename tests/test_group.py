@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.servers import free_port, local_http, output, query_in_process, start_server
-from tests.test_crashes import CHECK, Load
+from tests.test_crashes import CHECK, Load, kill_loop
 
 
 def children(pid: int) -> dict[int, str]:
@@ -131,6 +131,25 @@ def test_what_a_group_left_in_its_workers_logs_is_inserted_by_a_single_process_l
     server.wait(timeout=120)
     assert left < 200
     assert query_in_process(data_dir, "SELECT count(), uniqExact(user_id, props['seq']) FROM events") == [[200, 200]]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="WEB_CONCURRENCY=auto on 2 CPUs needs 2")
+def test_the_default_on_two_cores_is_one_worker_and_the_engine_and_loses_nothing_to_sigkills(tmp_path):
+    """WEB_CONCURRENCY=auto on 2 CPUs: the server's process is the one HTTP worker, in front of the
+    engine's process. SIGKILLed under load (the engine dies with it) and started again at once,
+    three times: every acknowledged event is stored once."""
+    port = free_port()
+    server = start_server(tmp_path / "shape", port, cpus=2, WEB_CONCURRENCY="auto")
+    try:
+        engine, workers = engine_and_workers(server.pid)
+        assert engine is not None and workers == [], output(server)[-2000:]
+        # The worker never opened the engine (its preflight leaves that to the engine's process).
+        assert "/chdb" in Path(f"/proc/{engine}/maps").read_text()
+        assert "/chdb" not in Path(f"/proc/{server.pid}/maps").read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    kill_loop(tmp_path, kills=3, cpus=2, WEB_CONCURRENCY="auto")
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""An HTTP worker of a process group on the embedded engine (WEB_CONCURRENCY > 1; server/process/group.py).
+"""An HTTP worker of a process group on the embedded engine (server/process/group.py: WEB_CONCURRENCY > 1,
+or `auto` on 2 or more cores).
 
 It takes events the way one process does — parse, validate, enrich, deduplicate — and
 acknowledges them after the fdatasync of its own write-ahead log (`LOG_DIR/workers/<k>`,

@@ -1,4 +1,5 @@
-"""`serve` with WEB_CONCURRENCY > 1 on the embedded engine: N HTTP workers and one engine process.
+"""`serve` on the embedded engine with the engine in a process of its own (WEB_CONCURRENCY > 1, or `auto` on
+2 or more cores): N HTTP workers and one engine process.
 
 chDB allows one process per data directory, so the work is split:
 
@@ -21,6 +22,7 @@ inserts what it can within STOP_TIMEOUT_SECONDS; the rest waits in the logs for 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -38,6 +40,7 @@ from server.config import Settings
 log = logging.getLogger(__name__)
 
 ENGINE_START_SECONDS = 120
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 # --- in the parent process: start and watch -----------------------------------------------
@@ -90,6 +93,10 @@ class Engine:
                     self._spawn()
                 except RuntimeError as exc:
                     log.error("%s; trying again", exc)
+        # An engine this thread started dies with it (serve_engine's PR_SET_PDEATHSIG follows the
+        # thread that started the process): it ends only once that engine has stopped.
+        if self._process is not None:
+            self._process.wait()
 
     def stop(self, timeout: float) -> None:
         self._stopping.set()
@@ -131,10 +138,11 @@ def serve_engine(settings: Settings, socket_path: str) -> int:
 
     from server.process.app import create_app
 
-    app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
     parent = os.getppid()
+    _die_with(parent)
+    app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
 
-    def stop_when_orphaned() -> None:  # the parent was killed: stop as SIGTERM would (no worker is left)
+    def stop_when_orphaned() -> None:  # where _die_with cannot: stop as SIGTERM would
         while os.getppid() == parent:
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -142,3 +150,19 @@ def serve_engine(settings: Settings, socket_path: str) -> int:
     threading.Thread(target=stop_when_orphaned, name="orphan-watch", daemon=True).start()
     uvicorn.run(app, uds=socket_path, workers=1, access_log=False, log_level=settings.log_level, log_config=None)
     return 0
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG): a killed server's
+    engine lets go of the data directory at once, so the server started again (by systemd, a
+    test, a user) finds it free, as after a single process's kill. A kill is what the engine is
+    built to survive (every acknowledged event is in a log; inserts are exactly once)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return  # not Linux: stop_when_orphaned stops it within a second, gracefully
+    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("the engine cannot ask to die with its parent (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent:  # died before the request: as if it had come in time
+        os.kill(os.getpid(), signal.SIGKILL)

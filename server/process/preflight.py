@@ -29,7 +29,10 @@ def check(settings: Settings, serving: bool) -> None:
     if serving and settings.ack_mode == "log":
         _directory_usable("LOG_DIR", Path(settings.log_dir))
         _not_locked("LOG_DIR", Path(settings.log_dir) / "lock", "the write-ahead log")
-    _clickhouse_answers(settings)
+    if not (serving and settings.engine_process):
+        # With the engine in a process of its own, that process checks (and opens) it: opening it
+        # here too would leave `serve`, which becomes the HTTP worker, ~110 MB larger.
+        _clickhouse_answers(settings)
 
 
 def is_loopback(host: str) -> bool:

@@ -44,9 +44,10 @@ bench-identity: $(STAMP)
 
 # The single-event ratio, the one harness its figure comes from: ROUNDS (3) interleaved pairs of the bare
 # endpoint and POST /events, one event a request; median, spread and the machine line (~1 min a round).
+# SINGLE=1 adds the server as one process (WEB_CONCURRENCY=1) to each round, against the default.
 bench-ratio: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python -m loadgen.bench_ratio --rounds $(or $(ROUNDS),3)
+	$(BIN)/python -m loadgen.bench_ratio --rounds $(or $(ROUNDS),3) $(if $(SINGLE),--single)
 
 # Single-event POSTs with 1, 2 and auto (the default) HTTP workers against the bare endpoint with as many (~2 min).
 bench-workers: $(STAMP)
@@ -86,7 +87,10 @@ bench-reports: $(STAMP)
 # this machine's ext4 cost ~20 s of kernel CPU a run (pytest 85 s -> 69 s). The tests that need a
 # full disk mount their own tmpfs; none relies on fdatasync reaching a device.
 TEST_TMPDIR := $(shell test -w /dev/shm && test "$$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 1048576 2>/dev/null && echo /dev/shm)
-PYTEST := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(BIN)/python -m pytest
+# Bytecode is written (to the git-ignored __pycache__ directories) even where the environment says
+# PYTHONDONTWRITEBYTECODE, as this machine's does: otherwise each of the ~100 Python processes a run
+# starts (servers, engines, queries in a process) compiles server/ again (~0.1 s each).
+PYTEST := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
 test: $(STAMP) chromium deploy-tools
 	$(BIN)/ruff check .

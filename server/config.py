@@ -154,8 +154,7 @@ class Settings:
             values[one.name] = _convert(name, raw, one.default)
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.web_concurrency == AUTO_WORKERS:
-            settings = replace(settings, web_concurrency=auto_workers(settings),
-                               engine_process=settings.embedded and auto_workers(settings, cores_only=True) > 1)
+            settings = replace(settings, web_concurrency=auto_workers(settings), engine_process=auto_engine_process(settings))
         if settings.web_concurrency > 1 and settings.embedded:
             settings = replace(settings, engine_process=True)
         settings.check()
@@ -333,15 +332,21 @@ def _convert(name: str, raw: str, default: object) -> object:
 AUTO_WORKERS = 0  # WEB_CONCURRENCY=auto (the default), until resolved
 
 
-def auto_workers(settings: Settings, cores_only: bool = False) -> int:
+def auto_workers(settings: Settings) -> int:
     """WEB_CONCURRENCY=auto: every core used. On the embedded engine with ACK=log, one HTTP worker
     per core but one, which the engine's process takes (2 cores: one worker and the engine's
     process; 1 core: a single process); with a ClickHouse server and ACK=insert, one per core. One
     where several cannot work (the embedded engine with ACK=insert, a server with ACK=log: one log
-    directory per process). `cores_only`: the cores, where more than one process can work, else 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    directory per process)."""
     if settings.ack_mode != ("log" if settings.embedded else "insert"):
         return 1
-    if cores_only:
-        return cores
-    return max(1, cores - 1) if settings.embedded else cores
+    return max(1, _cores() - 1) if settings.embedded else _cores()
+
+
+def auto_engine_process(settings: Settings) -> bool:
+    """WEB_CONCURRENCY=auto: the embedded engine in a process of its own (ACK=log), from 2 cores on."""
+    return settings.embedded and settings.ack_mode == "log" and _cores() > 1
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -135,7 +135,8 @@ def serve(settings: Settings) -> int:
     from server.process.app import create_app
 
     # The embedded engine allows one process per data directory: one process, one event loop.
-    uvicorn.run(create_app(settings, freeze_after_start=True), host=settings.host, port=settings.port,
+    # workers=1 said: uvicorn would otherwise read WEB_CONCURRENCY itself, and fail on `auto`.
+    uvicorn.run(create_app(settings, freeze_after_start=True), workers=1, host=settings.host, port=settings.port,
                 access_log=settings.access_log, log_level=settings.log_level, log_config=None,
                 forwarded_allow_ips=settings.forwarded_allow_ips)
     return 0
@@ -143,15 +144,15 @@ def serve(settings: Settings) -> int:
 
 def prepare_metrics_dir(settings: Settings) -> None:
     """prometheus-client's multiprocess directory, set before any worker imports the client. The
-    parent of several workers owns it and empties it; a single process only creates it, because
-    separately started processes may share it."""
+    parent of several workers owns it and empties it; a single process, or one worker with the
+    engine's process, only creates it, because separately started servers may share it."""
     import os
     import tempfile
     from pathlib import Path
 
     directory = settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="analytics-api-metrics-")
     Path(directory).mkdir(parents=True, exist_ok=True)
-    if settings.web_concurrency > 1 or settings.engine_process:
+    if settings.web_concurrency > 1:
         for stale in Path(directory).glob("*.db"):
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory

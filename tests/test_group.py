@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, local_http, output, query_in_process, start_server
+from tests.servers import count_in_events, free_port, local_http, output, query_in_process, start_server
 from tests.test_crashes import CHECK, Load, kill_loop
 
 
@@ -136,19 +136,33 @@ def test_what_a_group_left_in_its_workers_logs_is_inserted_by_a_single_process_l
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="WEB_CONCURRENCY=auto on 2 CPUs needs 2")
 def test_the_default_on_two_cores_is_one_worker_and_the_engine_and_loses_nothing_to_sigkills(tmp_path):
     """WEB_CONCURRENCY=auto on 2 CPUs: the server's process is the one HTTP worker, in front of the
-    engine's process. SIGKILLed under load (the engine dies with it) and started again at once,
-    three times: every acknowledged event is stored once."""
+    engine's process; it takes the peers' SDK routes itself (their rate limit applies), and a
+    SIGTERM stops the engine after it, which inserts what the worker's log holds. SIGKILLed under
+    load (the engine dies with it) and started again at once, three times: every acknowledged
+    event is stored once."""
     port = free_port()
-    server = start_server(tmp_path / "shape", port, cpus=2, WEB_CONCURRENCY="auto")
+    server = start_server(tmp_path / "shape", port, cpus=2, WEB_CONCURRENCY="auto", LOG_BATCH_SECONDS="3600",
+                          RATE_LIMIT_IP_PER_SECOND="0.1", RATE_LIMIT_IP_BURST="2")
     try:
         engine, workers = engine_and_workers(server.pid)
         assert engine is not None and workers == [], output(server)[-2000:]
         # The worker never opened the engine (its preflight leaves that to the engine's process).
         assert "/chdb" in Path(f"/proc/{engine}/maps").read_text()
         assert "/chdb" not in Path(f"/proc/{server.pid}/maps").read_text()
-    finally:
-        server.terminate()
+        with local_http(base_url=f"http://127.0.0.1:{port}") as http:
+            flood = {"X-Forwarded-For": "203.0.113.5"}  # trusted from 127.0.0.1 (FORWARDED_ALLOW_IPS)
+            assert [http.post("/v1/track", json={"userId": "u", "event": "e"}, headers=flood).status_code
+                    for _ in range(3)] == [200, 200, 429]
+            for n in range(5):
+                batch = [{"dt": 1735689600 + i, "event": "e", "user_id": f"u{n}"} for i in range(100)]
+                assert http.post("/events", json=batch).status_code == 202
+        server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0 and "the log is synced" in output(server), output(server)[-3000:]
+    assert count_in_events(tmp_path / "shape") == 2 + 500
     kill_loop(tmp_path, kills=3, cpus=2, WEB_CONCURRENCY="auto")
 
 

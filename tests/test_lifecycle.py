@@ -25,7 +25,9 @@ def test_acknowledged_events_survive_a_stop_by_signal(tmp_path, stop_signal, ack
     data_dir = tmp_path / "clickhouse"
     port = free_port()
     # An hour's gathering: only the stop itself makes the consumer insert.
-    server = start_server(data_dir, port, ACK=ack, LOG_BATCH_SECONDS="3600")
+    # WEB_CONCURRENCY=auto with ACK=insert: one process (uvicorn must not read `auto` itself).
+    server = start_server(data_dir, port, ACK=ack, LOG_BATCH_SECONDS="3600",
+                          WEB_CONCURRENCY="auto" if ack == "insert" else "1")
     try:
         acknowledged = 0
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:

@@ -44,6 +44,7 @@ from server.ingest.wal import Position, WriteAheadLog
 from server.metrics import Metrics
 from server.process.app import assemble, healthz, settle_collector
 from server.process.services import Services
+from server.sdks import routes as sdk_routes
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ def create_front_app(settings: Settings) -> Starlette:
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     return assemble(front, [
         *(route for route in ingest_routes.routes() if route.endpoint is not ingest_routes.post_activities),
+        *sdk_routes.routes(),  # the peers' SDKs' events are taken here too, not proxied to the engine
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),

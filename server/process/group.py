@@ -123,6 +123,11 @@ def serve_group(settings: Settings) -> int:
     engine = Engine(socket_path, env)
     engine.start()
     os.environ[ENGINE_SOCKET_ENV] = socket_path  # for the workers uvicorn starts
+    # uvicorn raises the signal that stopped it once more after its shutdown (with one worker it
+    # serves in this process): under the default action that would end this process before the
+    # engine is stopped below, and the engine would die with it (_die_with) instead of draining.
+    for stopping in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stopping, lambda number, frame: None)
     try:
         uvicorn.run("server.process.front:create_front_app_from_env", factory=True, workers=settings.web_concurrency,
                     host=settings.host, port=settings.port, access_log=settings.access_log,

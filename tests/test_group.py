@@ -166,6 +166,13 @@ def test_the_default_on_two_cores_is_one_worker_and_the_engine_and_loses_nothing
     kill_loop(tmp_path, kills=3, cpus=2, WEB_CONCURRENCY="auto")
 
 
+def test_a_killed_serve_of_two_workers_takes_them_and_the_engine_with_it(tmp_path):
+    """SIGKILL of `serve` itself (uvicorn's parent of the workers, the engine's parent) under load:
+    the workers and the engine die with it (they would hold the port, the logs, the data
+    directory), so a start right after takes over; twice, then every acknowledged event once."""
+    kill_loop(tmp_path, kills=2, WEB_CONCURRENCY="2")
+
+
 @pytest.mark.slow
 def test_a_group_under_load_through_twelve_random_sigkills(tmp_path):
     """make test-slow: the engine or a worker killed at random moments, twelve times, under 16 clients."""

@@ -22,7 +22,6 @@ inserts what it can within STOP_TIMEOUT_SECONDS; the rest waits in the logs for 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -36,11 +35,11 @@ import time
 import httpx
 
 from server.config import Settings
+from server.process.lifeline import die_with
 
 log = logging.getLogger(__name__)
 
 ENGINE_START_SECONDS = 120
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 # --- in the parent process: start and watch -----------------------------------------------
@@ -125,7 +124,7 @@ def serve_group(settings: Settings) -> int:
     os.environ[ENGINE_SOCKET_ENV] = socket_path  # for the workers uvicorn starts
     # uvicorn raises the signal that stopped it once more after its shutdown (with one worker it
     # serves in this process): under the default action that would end this process before the
-    # engine is stopped below, and the engine would die with it (_die_with) instead of draining.
+    # engine is stopped below, and the engine would die with it (lifeline.die_with) instead of draining.
     for stopping in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stopping, lambda number, frame: None)
     try:
@@ -144,30 +143,16 @@ def serve_engine(settings: Settings, socket_path: str) -> int:
     from server.process.app import create_app
 
     parent = os.getppid()
-    _die_with(parent)
+    bound = die_with(parent)
     app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
 
-    def stop_when_orphaned() -> None:  # where _die_with cannot: stop as SIGTERM would
+    def stop_when_orphaned() -> None:  # where die_with cannot: stop as SIGTERM would
         while os.getppid() == parent:
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=stop_when_orphaned, name="orphan-watch", daemon=True).start()
+    if not bound:
+        threading.Thread(target=stop_when_orphaned, name="orphan-watch", daemon=True).start()
     uvicorn.run(app, uds=socket_path, workers=1, access_log=False, log_level=settings.log_level, log_config=None)
     return 0
 
-
-def _die_with(parent: int) -> None:
-    """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG): a killed server's
-    engine lets go of the data directory at once, so the server started again (by systemd, a
-    test, a user) finds it free, as after a single process's kill. A kill is what the engine is
-    built to survive (every acknowledged event is in a log; inserts are exactly once)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return  # not Linux: stop_when_orphaned stops it within a second, gracefully
-    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        log.warning("the engine cannot ask to die with its parent (errno %d)", ctypes.get_errno())
-    if os.getppid() != parent:  # died before the request: as if it had come in time
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -27,9 +27,8 @@ from pathlib import Path
 
 from loadgen.bench import measure_http
 from loadgen.capacity import paced
-from loadgen.harness import bare_server, embedded_server
+from loadgen.harness import bare_server, embedded_server, embedded_shape
 from loadgen.machine import describe, others_cpu_share
-from server.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS, SECONDS = 64, 10
@@ -62,9 +61,7 @@ def main() -> None:
                         help="also (c) WEB_CONCURRENCY=1 (one process) in each round, and its half load at the same rate")
     args = parser.parse_args()
     before = others_cpu_share()
-    default = Settings.from_env({"CLICKHOUSE_URL": f"chdb://{args.log_dir}/unused"})
-    shape = f"{default.web_concurrency} HTTP worker(s)" + (" and the engine's process" if default.engine_process
-                                                          else " in one process")
+    _, _, shape = embedded_shape()
     print(f"(b) runs the default WEB_CONCURRENCY=auto here: {shape}", flush=True)
     rounds = []
     for number in range(1, args.rounds + 1):

@@ -20,8 +20,7 @@ import os
 import tempfile
 import time
 
-from loadgen.harness import RESULTS, ROOT, ServerProcess, bare_server, embedded_server, run_wrk
-from server.config import Settings, auto_workers
+from loadgen.harness import RESULTS, ROOT, ServerProcess, bare_server, embedded_server, embedded_shape, run_wrk
 
 
 def measure(server: ServerProcess, connections: int, seconds: int) -> dict[str, float]:
@@ -37,10 +36,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     rows = []
-    auto = auto_workers(Settings.from_env({"CLICKHOUSE_URL": "chdb:///tmp/unused", "WEB_CONCURRENCY": "1"}))
-    auto_engine = Settings.from_env({"CLICKHOUSE_URL": "chdb:///tmp/unused"}).engine_process
     for asked in args.workers.split(","):
-        workers = auto if asked.strip() == "auto" else int(asked)
+        workers, engine, shape = embedded_shape(asked.strip())
         bare = bare_server(workers)
         try:
             time.sleep(1)  # every worker up
@@ -48,17 +45,15 @@ def main() -> None:
         finally:
             bare.stop()
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as directory:
-            server = embedded_server(directory, WEB_CONCURRENCY="auto" if asked.strip() == "auto" else str(workers))
+            server = embedded_server(directory, WEB_CONCURRENCY=asked.strip())
             try:
                 time.sleep(1)
                 ours = measure(server, args.connections, args.seconds)
             finally:
                 server.stop()
         ratio = ours["requests_per_second"] / base["requests_per_second"]
-        engine = workers > 1 or (asked.strip() == "auto" and auto_engine)
         rows.append({"workers": workers, "engine_process": engine, "asked": asked, "bare": base, "server": ours,
                      "ratio": round(ratio, 3)})
-        shape = f"{workers} worker(s)" + (" and the engine process" if engine else "")
         print(f"{asked} = {shape}: bare {base['requests_per_second']:>7,.0f} req/s (p99 {base['p99_ms']} ms)   "
               f"server {ours['requests_per_second']:>7,.0f} req/s (p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms, "
               f"{ours['errors']} errors)   server/bare {ratio:.3f}", flush=True)

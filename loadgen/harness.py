@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from server.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadgen" / "results"
 WRK_SCRIPT = ROOT / "loadgen" / "post_event.lua"
@@ -76,6 +78,15 @@ def bare_server(workers: int = 1) -> ServerProcess:
     command = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning",
                "--workers", str(workers), "loadgen.bare_app:app", "--port", str(port)]
     return ServerProcess(command, {"WEB_CONCURRENCY": str(workers)}, port, "/")
+
+
+def embedded_shape(web_concurrency: str = "auto") -> tuple[int, bool, str]:
+    """What `serve` on the embedded engine runs on this machine for WEB_CONCURRENCY: (HTTP workers,
+    whether the engine has a process of its own, a line saying so), as Settings resolves it."""
+    settings = Settings.from_env({"CLICKHOUSE_URL": "chdb:///tmp/unused", "WEB_CONCURRENCY": web_concurrency})
+    line = f"{settings.web_concurrency} HTTP worker(s)" + (" and the engine's process" if settings.engine_process
+                                                          else " in one process")
+    return settings.web_concurrency, settings.engine_process, line
 
 
 def embedded_server(directory: str | Path, **env: str) -> ServerProcess:

@@ -155,4 +155,3 @@ def serve_engine(settings: Settings, socket_path: str) -> int:
         threading.Thread(target=stop_when_orphaned, name="orphan-watch", daemon=True).start()
     uvicorn.run(app, uds=socket_path, workers=1, access_log=False, log_level=settings.log_level, log_config=None)
     return 0
-

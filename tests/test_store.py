@@ -13,8 +13,8 @@ from server.store import db
 from tests.servers import free_port, start_server
 
 
-def test_insert_rows_stores_dates_times_and_arrays_exactly(settings):
-    client = db.connect(settings)
+def test_insert_rows_stores_dates_times_and_arrays_exactly(ch):
+    client = ch  # on the test's database, migrated by the app (a fresh one when the pool has none)
     kolkata = timezone(timedelta(hours=5, minutes=30))
     aware = datetime(2025, 3, 12, 23, 59, 58, 123000, tzinfo=kolkata)  # 18:29:58.123 UTC
     naive = datetime(2025, 3, 12, 18, 29, 58, 456000)  # UTC, as the engine gives times out
@@ -25,17 +25,14 @@ def test_insert_rows_stores_dates_times_and_arrays_exactly(settings):
     db.insert_rows(client, "report_days", ["report", "key", "day", "value", "stored", "seen"],
                    [["daily", "UTC|", date(2025, 3, 12), "[1]", now, 3]])
     db.insert_rows(client, "persons", ["app_id", "id", "person", "version"], [])  # nothing: no INSERT
-    try:
-        assert client.query("SELECT user_id, app_id, arrayMap(t -> toUnixTimestamp(t), buckets), "
-                            "arrayMap(t -> toUnixTimestamp(t), hours), toUnixTimestamp64Milli(first_dt), rows, "
-                            "toUnixTimestamp64Milli(begun), stitch FROM erasures").result_rows == [
-            ("u'1\"\\", "app", [int(datetime(2025, 3, 12, 18, 15, tzinfo=UTC).timestamp())],
-             [int(datetime(2025, 3, 12, 18, tzinfo=UTC).timestamp())], int(aware.timestamp() * 1000), 7,
-             int(naive.replace(tzinfo=UTC).timestamp() * 1000), 1)]
-        assert client.query("SELECT day, toUnixTimestamp64Milli(stored), seen FROM report_days").result_rows == [
-            (date(2025, 3, 12), int(now.timestamp() * 1000), 3)]
-    finally:
-        client.close()
+    assert client.query("SELECT user_id, app_id, arrayMap(t -> toUnixTimestamp(t), buckets), "
+                        "arrayMap(t -> toUnixTimestamp(t), hours), toUnixTimestamp64Milli(first_dt), rows, "
+                        "toUnixTimestamp64Milli(begun), stitch FROM erasures").result_rows == [
+        ("u'1\"\\", "app", [int(datetime(2025, 3, 12, 18, 15, tzinfo=UTC).timestamp())],
+         [int(datetime(2025, 3, 12, 18, tzinfo=UTC).timestamp())], int(aware.timestamp() * 1000), 7,
+         int(naive.replace(tzinfo=UTC).timestamp() * 1000), 1)]
+    assert client.query("SELECT day, toUnixTimestamp64Milli(stored), seen FROM report_days").result_rows == [
+        (date(2025, 3, 12), int(now.timestamp() * 1000), 3)]
 
 
 def test_a_server_never_loads_pandas(tmp_path):

@@ -77,12 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(**overrides)
         from server.process import preflight
 
-        preflight.check(settings, serving=args.command == "serve")
+        held = preflight.check(settings, serving=args.command == "serve")
     except ConfigError as exc:
         print(f"analytics-api: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    try:
+        return run_command(settings, args, held)
+    finally:
+        if held is not None:
+            held.close()  # the engine's last client if the command closed its own: it shuts down here
 
+
+def run_command(settings: Settings, args: argparse.Namespace, held: Client | None) -> int:
+    """`held`: the preflight's client, still open (the engine stays up meanwhile). A server closes it
+    once its own clients are open (its app's start), as its stop may end by a signal."""
     if args.command == "export":
         return export(settings, args)
     if args.command in ("backup", "restore"):
@@ -111,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "engine":
         from server.process.group import serve_engine
 
-        return serve_engine(settings, args.socket)
-    return serve(settings)
+        return serve_engine(settings, args.socket, held)
+    return serve(settings, held)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, held: Client | None = None) -> int:
     import uvicorn
 
     if settings.web_concurrency > 1 or settings.engine_process or settings.prometheus_multiproc_dir:
@@ -136,7 +145,7 @@ def serve(settings: Settings) -> int:
 
     # The embedded engine allows one process per data directory: one process, one event loop.
     # workers=1 said: uvicorn would otherwise read WEB_CONCURRENCY itself, and fail on `auto`.
-    uvicorn.run(create_app(settings, freeze_after_start=True), workers=1, host=settings.host, port=settings.port,
+    uvicorn.run(create_app(settings, freeze_after_start=True, held=held), workers=1, host=settings.host, port=settings.port,
                 access_log=settings.access_log, log_level=settings.log_level, log_config=None,
                 forwarded_allow_ips=settings.forwarded_allow_ips)
     return 0

@@ -1,6 +1,8 @@
 """`db.insert_rows`, the server's one way to insert Python rows: values arrive exactly (dates, times
 aware or naive, arrays of times), and a server process never loads pandas (clickhouse-connect's
-`insert()` imports it on its first call: 0.4 s and 81 MB a process)."""
+`insert()` imports it on its first call: 0.4 s and 81 MB a process). `db.connect` on the embedded
+engine: the engine's facts are read by a process's first client only, and every client works as one
+of clickhouse-connect's own."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 
+from server.config import Settings
 from server.store import db
+from server.store.embedded import EmbeddedClient
 from tests.servers import free_port, start_server
 
 
@@ -51,3 +57,44 @@ def test_a_server_never_loads_pandas(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_embedded_clients_read_the_engine_once_and_work_as_clickhouse_connect_s(settings: Settings, ch):
+    """Clients made after the first on an engine take its facts from the first (one entry per kind
+    of client, none added by later ones), with the same server facts as a client clickhouse-connect
+    makes itself; each still applies its own settings (a read-only one refuses writes) and the
+    library's defaults (times given as text are parsed best-effort)."""
+    import clickhouse_connect
+
+    first = db.connect(settings)
+    known = dict(EmbeddedClient._facts)
+    assert known  # the facts the first client read (or one before it, of the same kind)
+    later = [db.connect(settings) for _ in range(3)]
+    readonly = db.connect(settings, client_settings={"readonly": 1})
+    readonly_again = db.connect(settings, client_settings={"readonly": 2})
+    assert len(EmbeddedClient._facts) <= len(known) + 1  # the read-only kind, if no client of it came before
+    plain = clickhouse_connect.get_client(dsn=settings.clickhouse_url.split("?")[0], database=settings.database)
+    try:
+        for client in (first, *later, readonly, readonly_again):
+            assert isinstance(client, EmbeddedClient)
+            # The settings as the first client read them, whose `database` (the session's when it
+            # read them) may be another: each client's own is its handle's, set by USE.
+            assert (client.server_version, client.server_tz, _but_database(client.server_settings)) == (
+                plain.server_version, plain.server_tz, _but_database(plain.server_settings))
+            assert client.query("SELECT currentDatabase()").result_rows == [(settings.database,)]
+            assert client.get_client_setting("date_time_input_format") == "best_effort"
+        later[0].command("CREATE TABLE t_facts (at DateTime('UTC')) ENGINE = MergeTree ORDER BY at")
+        later[1].command("INSERT INTO t_facts VALUES ('2025-03-12T18:29:58Z')")  # best-effort parsing
+        assert later[2].query("SELECT toUnixTimestamp(at) FROM t_facts").result_rows == [(1741804198,)]
+        for client in (readonly, readonly_again):
+            assert client.query("SELECT getSetting('readonly')").result_rows[0][0] in (1, 2)
+            with pytest.raises(DatabaseError, match="readonly"):
+                client.command("INSERT INTO t_facts VALUES (now())")
+    finally:
+        for client in (first, *later, readonly, readonly_again, plain):
+            client.close()
+        ch.command("DROP TABLE IF EXISTS t_facts")
+
+
+def _but_database(server_settings: dict[str, object]) -> dict[str, object]:
+    return {name: value for name, value in server_settings.items() if name != "database"}

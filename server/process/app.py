@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -139,11 +140,14 @@ def settle_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def create_app(settings: Settings, freeze_after_start: bool = False, group_workers: int = 0) -> Starlette:
+def create_app(settings: Settings, freeze_after_start: bool = False, group_workers: int = 0,
+               held: Client | None = None) -> Starlette:
     """The whole server in one process; or, with `group_workers`, the engine process of a group
     (server/process/group.py): it also inserts the logs of that many HTTP workers and answers their
     questions on /_engine/ (its socket is reachable by them only), and leaves the requests'
-    metrics to them (each request it answers came through a worker, which counted it)."""
+    metrics to them (each request it answers came through a worker, which counted it). `held`: a
+    client opened before (`serve`'s preflight), closed once the app's own are open: the embedded
+    engine then stays up instead of shutting down and starting again in between."""
     metrics = Metrics()
     opened = Services(settings, metrics, Keys.parse(settings.write_keys, settings.read_token))
     if settings.ack_mode == "log":  # a group's logs: its engine's, or what an earlier group left
@@ -153,6 +157,8 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await opened.open()
+        if held is not None:
+            held.close()
         if opened.keys.open_for_writes:
             log.warning("open for writes: no WRITE_KEYS configured, anyone who reaches the server can send events")
         if opened.keys.open_for_reads:

@@ -33,6 +33,7 @@ import threading
 import time
 
 import httpx
+from clickhouse_connect.driver.client import Client
 
 from server.config import Settings
 from server.process.lifeline import die_with
@@ -137,14 +138,14 @@ def serve_group(settings: Settings) -> int:
     return 0
 
 
-def serve_engine(settings: Settings, socket_path: str) -> int:
+def serve_engine(settings: Settings, socket_path: str, held: Client | None = None) -> int:
     import uvicorn
 
     from server.process.app import create_app
 
     parent = os.getppid()
     bound = die_with(parent)
-    app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency)
+    app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency, held=held)
 
     def stop_when_orphaned() -> None:  # where die_with cannot: stop as SIGTERM would
         while os.getppid() == parent:

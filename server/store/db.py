@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import clickhouse_connect
 import orjson
@@ -70,11 +71,13 @@ def connect(settings: Settings, database: str | None = None, client_settings: di
     database = database or configured
     if kind == "chdb":
         # The database is passed on its own; left in the DSN's query it is reported as ignored.
-        location = settings.clickhouse_url.split("?", 1)[0]
-        empty = Path(location.removeprefix("chdb://")) / "confined"
+        path = urlparse(settings.clickhouse_url).path
+        empty = Path(path) / "confined"
         empty.mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=location, database=database, settings=client_settings,
-                                             chdb_options={name: str(empty) for name in CONFINED_PATHS})
+        from server.store.embedded import EmbeddedClient  # imports chDB: only where it runs
+
+        return EmbeddedClient(path=path, database=database, settings=client_settings,
+                              chdb_options={name: str(empty) for name in CONFINED_PATHS})
     # One HTTP session per client would serialize concurrent inserts on the server side.
     return clickhouse_connect.get_client(
         dsn=settings.clickhouse_url, database=database, autogenerate_session_id=False, settings=client_settings

@@ -1,0 +1,41 @@
+"""The embedded engine's client (imported only by processes that open the engine: it loads chDB)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from clickhouse_connect.driver._chdbclient import ChdbClient
+
+FactKey = tuple[str, str, frozenset[str]]
+
+
+class EmbeddedClient(ChdbClient):
+    """clickhouse-connect's client of the embedded engine (what `get_client(dsn="chdb://…")` makes),
+    except that what it reads from the engine when made (version, time zone and the ~1,400 settings,
+    8-10 ms of CPU) is read by the first client of the process only: those facts are the engine's,
+    the same for every client on it, and a server makes ~7 clients, a test's app as many.
+
+    It hooks two methods of clickhouse-connect's Client (1.12) that are not public: if a release
+    renames them, every client reads the facts again, as before, and nothing else changes."""
+
+    _facts: ClassVar[dict[FactKey, Any]] = {}
+    _reading: FactKey | None = None
+
+    def _fact_key(self, tz_source: str) -> FactKey:
+        # The settings a client is made with decide which defaults the library adds (it adds none
+        # that the caller set), so they are part of the key by name.
+        return self.path, tz_source, frozenset(self._initial_settings or ())
+
+    def _init_common_settings(self, tz_source: Any) -> None:
+        facts = self._facts.get(self._fact_key(tz_source))
+        if facts is None:
+            self._reading = self._fact_key(tz_source)
+            super()._init_common_settings(tz_source)
+        else:
+            self._apply_init_result(facts)
+
+    def _apply_init_result(self, result: Any) -> None:
+        super()._apply_init_result(result)
+        if self._reading is not None:
+            self._facts[self._reading] = result
+            self._reading = None

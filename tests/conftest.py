@@ -90,9 +90,12 @@ class DatabasePool:
 
     @staticmethod
     def _empty(client: Client, database: str) -> None:
+        """TRUNCATE each table that has parts, active or not (system.parts also lists those a merge,
+        mutation or DROP PARTITION replaced): a table that never had one never took an INSERT, so its
+        deduplication log is empty too. ~2 ms for a test's few tables instead of 8 ms for all 26."""
         client.command("OPTIMIZE TABLE {d:Identifier}.events_buffer", parameters={"d": database})  # Buffer: no TRUNCATE
-        tables = client.query("SELECT name FROM system.tables WHERE database = {d:String} AND name != 'schema_migrations' "
-                              "AND engine LIKE '%MergeTree'", parameters={"d": database}).result_rows
+        tables = client.query("SELECT DISTINCT table FROM system.parts WHERE database = {d:String} "
+                              "AND table != 'schema_migrations'", parameters={"d": database}).result_rows
         for (name,) in tables:
             client.command("TRUNCATE TABLE {d:Identifier}.{t:Identifier}", parameters={"d": database, "t": name})
 

@@ -11,9 +11,11 @@ FactKey = tuple[str, str, frozenset[str]]
 
 class EmbeddedClient(ChdbClient):
     """clickhouse-connect's client of the embedded engine (what `get_client(dsn="chdb://…")` makes),
-    except that what it reads from the engine when made (version, time zone and the ~1,400 settings,
+    except that what it reads from the engine when made (version, time zone and the ~1,850 settings,
     8-10 ms of CPU) is read by the first client of the process only: those facts are the engine's,
-    the same for every client on it, and a server makes ~7 clients, a test's app as many.
+    the same for every client on it, and a server makes ~7 clients, a test's app as many. (The
+    `database` among those settings is then the first client's session's; the library only checks
+    settings against them, and each client's own database is its handle's, set by USE.)
 
     It hooks two methods of clickhouse-connect's Client (1.12) that are not public: if a release
     renames them, every client reads the facts again, as before, and nothing else changes."""
@@ -27,9 +29,10 @@ class EmbeddedClient(ChdbClient):
         return self.path, tz_source, frozenset(self._initial_settings or ())
 
     def _init_common_settings(self, tz_source: Any) -> None:
-        facts = self._facts.get(self._fact_key(tz_source))
+        key = self._fact_key(tz_source)
+        facts = self._facts.get(key)
         if facts is None:
-            self._reading = self._fact_key(tz_source)
+            self._reading = key
             super()._init_common_settings(tz_source)
         else:
             self._apply_init_result(facts)

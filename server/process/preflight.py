@@ -23,7 +23,8 @@ from server.store import db
 
 def check(settings: Settings, serving: bool) -> Client | None:
     """Raises ConfigError naming the setting at fault. Returns the client the check of ClickHouse
-    opened, still open (None if not checked here): the caller closes it when its command is done.
+    opened, still open (None if not checked here): the caller closes it when its command is done,
+    a server once its app's own clients are open (`create_app(held=…)`).
     Held meanwhile, it keeps the embedded engine up, which would otherwise shut down when the check
     closed its last client and start again for the command (~0.2 s of a start)."""
     if serving:

@@ -98,9 +98,10 @@ def output(process: subprocess.Popen) -> str:
 
 def query_in_process(data_dir: Path, sql: str) -> list[list]:
     """Rows of one query, from the data directory opened in a fresh process (one chDB engine
-    per process, so never while a server has it open)."""
+    per process, so never while a server has it open). chDB is loaded as the server loads it
+    (server.store.embedded: without pyarrow, ~0.14 s of CPU less a query)."""
     code = (
-        "import clickhouse_connect, orjson, sys;"
+        "import server.store.embedded, clickhouse_connect, orjson, sys;"
         f"c = clickhouse_connect.get_client(dsn='chdb://{data_dir}');"
         "sys.stdout.write(orjson.dumps([list(r) for r in c.query(sys.argv[1]).result_rows], default=str).decode())"
     )

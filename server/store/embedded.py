@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
-from clickhouse_connect.driver._chdbclient import ChdbClient
+
+def _import_chdb_without_arrow() -> None:
+    """Loads chDB with `import pyarrow` failing meanwhile: chDB imports pyarrow, and with it numpy,
+    when it is loaded (0.14 s of CPU in each process that opens the engine, a third of what a
+    server's imports cost), for its Arrow APIs only, which it makes optional and nothing here
+    uses. A later `import pyarrow` in the same process works as usual."""
+    blocked = "pyarrow" not in sys.modules
+    if blocked:
+        sys.modules["pyarrow"] = None  # type: ignore[assignment]  # what makes an import raise ImportError
+    try:
+        import chdb.state.sqlitelike  # noqa: F401  # loaded by the first connect otherwise
+        import clickhouse_connect.driver._chdbclient  # noqa: F401
+    finally:
+        if blocked:
+            del sys.modules["pyarrow"]
+
+
+_import_chdb_without_arrow()
+
+from clickhouse_connect.driver._chdbclient import ChdbClient  # noqa: E402
 
 FactKey = tuple[str, str, frozenset[str]]
 

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.process.lifeline import SERVE_PID_ENV
 from tests.servers import count_in_events, free_port, local_http, output, query_in_process, start_server
 from tests.test_crashes import CHECK, Load, kill_loop
 
@@ -164,6 +166,23 @@ def test_the_default_on_two_cores_is_one_worker_and_the_engine_and_loses_nothing
     assert server.returncode == 0 and "the log is synced" in output(server), output(server)[-3000:]
     assert count_in_events(tmp_path / "shape") == 2 + 500
     kill_loop(tmp_path, kills=3, cpus=2, WEB_CONCURRENCY="auto")
+
+
+ASK_TO_DIE_WITH_SERVE = "from server.process.lifeline import die_with, serve_pid; die_with(serve_pid()); print('alive')"
+
+
+def test_a_process_whose_serve_died_before_it_asked_to_die_with_it_dies_at_once():
+    """A worker or engine that asks to die with `serve` after serve died (killed while they were still
+    importing) is not serve's child any more: it dies at once instead of living on with the port.
+    Here the serve is a process that has exited; the one that asks is started by this test."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = subprocess.run([sys.executable, "-c", ASK_TO_DIE_WITH_SERVE], capture_output=True, text=True,
+                            env={**os.environ, SERVE_PID_ENV: str(gone.pid)})
+    assert orphan.returncode == -signal.SIGKILL and "alive" not in orphan.stdout, orphan.stderr
+    child = subprocess.run([sys.executable, "-c", ASK_TO_DIE_WITH_SERVE], capture_output=True, text=True,
+                           env={**os.environ, SERVE_PID_ENV: str(os.getpid())})
+    assert child.returncode == 0 and child.stdout == "alive\n", child.stderr
 
 
 def test_a_killed_serve_of_two_workers_takes_them_and_the_engine_with_it(tmp_path):

@@ -43,7 +43,7 @@ from server.ingest.visitors import Visitors, utc_today
 from server.ingest.wal import Position, WriteAheadLog
 from server.metrics import Metrics
 from server.process.app import assemble, healthz, settle_collector
-from server.process.lifeline import die_with
+from server.process.lifeline import die_with, serve_pid
 from server.process.services import Services
 from server.sdks import routes as sdk_routes
 
@@ -208,7 +208,7 @@ def create_front_app_from_env() -> Starlette:
     configure_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per call to the engine otherwise
     if settings.web_concurrency > 1:  # a process uvicorn started for `serve`: it dies with it
-        die_with(os.getppid())
+        die_with(serve_pid())
     return create_front_app(settings)
 
 

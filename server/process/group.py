@@ -36,7 +36,7 @@ import httpx
 from clickhouse_connect.driver.client import Client
 
 from server.config import Settings
-from server.process.lifeline import die_with
+from server.process.lifeline import SERVE_PID_ENV, die_with, serve_pid
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def serve_group(settings: Settings) -> int:
 
     socket_dir = tempfile.mkdtemp(prefix="analytics-api-")  # short: a unix socket's path has ~100 bytes
     socket_path = os.path.join(socket_dir, "engine.sock")
+    os.environ[SERVE_PID_ENV] = str(os.getpid())  # for the engine and the workers: lifeline.serve_pid
     env = {**os.environ, ENGINE_SOCKET_ENV: socket_path}
     engine = Engine(socket_path, env)
     engine.start()
@@ -143,7 +144,7 @@ def serve_engine(settings: Settings, socket_path: str, held: Client | None = Non
 
     from server.process.app import create_app
 
-    parent = os.getppid()
+    parent = serve_pid()
     bound = die_with(parent)
     app = create_app(settings, freeze_after_start=True, group_workers=settings.web_concurrency, held=held)
 

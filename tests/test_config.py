@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from server.config import ConfigError, Settings
 from server.settings_doc import SETTINGS_DOC, markdown_table
-from tests.servers import ROOT, free_port, start_server
+from tests.servers import ROOT, free_port, output, start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -146,6 +147,20 @@ def one_line_naming(result: subprocess.CompletedProcess[str], setting: str) -> s
 def test_an_unusable_environment_is_one_line_naming_the_setting_and_exit_2(tmp_path, env, setting):
     env = {"CLICKHOUSE_URL": f"chdb://{tmp_path}/clickhouse", **env}
     one_line_naming(serve(free_port(), **env), setting)
+
+
+def test_a_port_let_go_moments_after_the_start_is_taken_not_refused(tmp_path):
+    """What a restart right after a crash can find: the dead server's workers, dying with it, still
+    holding the port for some milliseconds (here ~0.5 s past the check). The start waits up to 1 s for it."""
+    port = free_port()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", port))
+    taken.listen()
+    threading.Timer(0.9, taken.close).start()
+    server = start_server(tmp_path / "clickhouse", port)
+    server.terminate()
+    server.wait(timeout=60)
+    assert "in use" not in output(server)
 
 
 def test_a_port_in_use_and_a_data_directory_in_use_are_found_before_migrating(tmp_path):

@@ -10,6 +10,8 @@ import ipaddress
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,12 +31,12 @@ def check(settings: Settings, serving: bool) -> Client | None:
     closed its last client and start again for the command (~0.2 s of a start)."""
     if serving:
         reads_not_exposed(settings)
-        _port_free(settings)
+        _unless_released(lambda: _port_free(settings))
     if settings.embedded:
         _data_directory_usable(settings)
     if serving and settings.ack_mode == "log":
         _directory_usable("LOG_DIR", Path(settings.log_dir))
-        _not_locked("LOG_DIR", Path(settings.log_dir) / "lock", "the write-ahead log")
+        _unless_released(lambda: _not_locked("LOG_DIR", Path(settings.log_dir) / "lock", "the write-ahead log"))
     if not (serving and settings.engine_process):
         # With the engine in a process of its own, that process checks (and opens) it: opening it
         # here too would leave `serve`, which becomes the HTTP worker, ~110 MB larger.
@@ -66,6 +68,27 @@ def reads_not_exposed(settings: Settings) -> None:
     raise ConfigError(f"HOST {settings.host} is reachable from the network and READ_TOKEN is unset: the reports, "
                       "POST /sql and /clickhouse/ would answer anyone. Set READ_TOKEN, bind HOST=127.0.0.1, or set "
                       "ALLOW_OPEN_READS=true to serve them open on purpose")
+
+
+# How long a port or a directory held by another process may take to be let go before the start
+# is refused: a killed server's engine and workers (lifeline.die_with) are gone only once the kernel
+# has torn them down. Measured after SIGKILLs of a two-worker serve (3 at once on 2 cores): port or
+# engine lock still held 20-65 ms after serve's exit in 52 of 60 kills; a start right after (a
+# supervisor's restart, the kill-loop tests) could be refused for that.
+RELEASE_GRACE_SECONDS = 1.0
+
+
+def _unless_released(check: Callable[[], None]) -> None:
+    """`check`, again every 50 ms while it finds the resource held, for RELEASE_GRACE_SECONDS."""
+    deadline = time.monotonic() + RELEASE_GRACE_SECONDS
+    while True:
+        try:
+            check()
+            return
+        except ConfigError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _port_free(settings: Settings) -> None:
@@ -107,7 +130,7 @@ def _data_directory_usable(settings: Settings) -> None:
     path = Path(urlparse(settings.clickhouse_url).path)
     _directory_usable("CLICKHOUSE_URL", path)
     # The engine locks `status` in its data directory while it runs.
-    _not_locked("CLICKHOUSE_URL", path / "status", "the embedded engine's data directory")
+    _unless_released(lambda: _not_locked("CLICKHOUSE_URL", path / "status", "the embedded engine's data directory"))
 
 
 def _clickhouse_answers(settings: Settings) -> Client:

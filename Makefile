@@ -84,6 +84,7 @@ bench-reports: $(STAMP)
 # each at a time (module fixtures such as demo data are made once). Three on two cores: a third of
 # the suite's time is spent waiting (servers starting, browsers, log consumers), which a third
 # process fills (about 97 s -> 85 s; worksteal balances no better and repeats module fixtures).
+# Files go out slowest first (tests/conftest.py's SLOWEST_FILES; --no-loadscope-reorder keeps that order).
 # The tests' files (engine data directories, logs, servers' data) go to tmpfs when /dev/shm is
 # writable with 1 GB free (a run peaks at ~170 MB): creating the engine's many small part files on
 # this machine's ext4 cost ~20 s of kernel CPU a run (pytest 85 s -> 69 s). The tests that need a
@@ -97,13 +98,13 @@ PYTEST := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) PYTHONDONTWRITEBYTECODE= $(
 test: $(STAMP) chromium deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(PYTEST) -n 3 --dist loadfile
+	$(PYTEST) -n 3 --dist loadfile --no-loadscope-reorder
 
 # The quick loop while working: the same checks without the browser tests (and, as always, the slow ones).
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(PYTEST) -n 3 --dist loadfile -m "not slow and not browser"
+	$(PYTEST) -n 3 --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
 
 # The long runs: 25 SIGKILLs of one process under load, 12 of a group's engine or workers, and 32
 # during the background jobs (rollup rounds, late events, erasures, imports) with every report

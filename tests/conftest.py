@@ -183,6 +183,29 @@ def count_events(ch: Client, where: str = "1") -> int:
     return int(ch.command(f"SELECT count() FROM events_buffer WHERE {where}"))
 
 
+# Seconds the slowest files take in `make test` (wall time of one run with three workers on two cores,
+# rounded). pytest-xdist hands each worker a file at a time, in collection order when told
+# --no-loadscope-reorder (as `make test` does; by default it orders files by their count of tests,
+# which put test_group.py's five tests and 30 s near the end). Longest first, the run ends on short
+# files: one worker no longer finishes a long file while the other two have nothing left to do.
+SLOWEST_FILES = {
+    "test_group.py": 30, "people/test_stitching.py": 25, "test_fuzz.py": 27, "test_erase.py": 19,
+    "sdks/test_browser_sdks.py": 18, "reports/test_rollups.py": 15, "test_lifecycle.py": 13,
+    "test_backup.py": 12, "reports/test_stored_rows.py": 12, "test_browser.py": 12,
+    "test_browser_tracker.py": 11, "ingest/test_events_api.py": 11, "test_crashes.py": 10,
+    "sdks/test_segment.py": 7, "ingest/test_enrich.py": 7, "test_import.py": 7, "test_config.py": 7,
+    "test_clickhouse_http.py": 7, "reports/test_reports.py": 6, "test_loadtest.py": 6,
+    "sdks/test_scripts.py": 6, "ingest/test_rate_limit.py": 6, "deploy/test_dashboards.py": 5,
+    "reports/test_seed_demo.py": 5, "ingest/test_log.py": 5, "test_export.py": 5, "sdks/test_posthog.py": 5,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (SLOWEST_FILES), each file's tests kept together and in their order."""
+    tests = Path(__file__).parent
+    items.sort(key=lambda item: -SLOWEST_FILES.get(item.path.relative_to(tests).as_posix(), 0))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Collection's objects (every test module, schemathesis's schema, hypothesis's strategies)
     live for the whole run: kept out of the collector's full passes, which otherwise walk them

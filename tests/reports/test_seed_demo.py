@@ -33,9 +33,10 @@ def test_views_agree_with_seed_004_queries_over_raw_events(settings, api, ch):
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS dau,
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) AS wau,
                uniqExactMerge(s) OVER (ORDER BY date RANGE BETWEEN 29 PRECEDING AND CURRENT ROW) AS mau
-        FROM (SELECT toDate(dt) AS date, uniqExactState(user_id) AS s FROM events WHERE is_bot = 0 GROUP BY date)
+        FROM (SELECT toDate(dt) AS date, uniqExactState(user_id) AS s FROM events WHERE is_bot = 0 GROUP BY date
+              ORDER BY date WITH FILL TO {to:Date} + 1)  -- days without events (today, just after midnight)
         ORDER BY date
-        """
+        """, parameters={"to": today}
     ).result_rows
     by_date = {d.isoformat(): (dau, wau, mau) for d, dau, wau, mau in raw}
     assert [(r["dau"], r["wau"], r["mau"]) for r in from_views] == [by_date.get(r["date"], (0, 0, 0)) for r in from_views]

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tests import forkserver
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,12 +48,12 @@ def migrated_template() -> Path:
     for each server started on a new directory: a copy takes ~20 ms, a migration ~0.5 s."""
     template = Path(tempfile.mkdtemp(prefix="analytics-template-")) / "data"
     atexit.register(shutil.rmtree, template.parent, True)
-    subprocess.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, check=True, capture_output=True,
+    forkserver.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, check=True, capture_output=True,
                    env={**os.environ, **SERVER_ENV, "CLICKHOUSE_URL": f"chdb://{template}", "LOG_DIR": f"{template}-wal"})
     return template
 
 
-def start_server(data_dir: Path, port: int, cpus: int = 0, **env: str) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, cpus: int = 0, **env: str) -> forkserver.Started:
     """`analytics-api serve` on `data_dir`: a new directory starts as a copy of the migrated
     template (what the server's own first start would make), an existing one as it is. `cpus`:
     run on that many of this machine's CPUs (what WEB_CONCURRENCY=auto sees), not all of them."""
@@ -69,12 +71,9 @@ def start_server(data_dir: Path, port: int, cpus: int = 0, **env: str) -> subpro
     # would have to be drained and closed.
     log_path = data_dir.parent / f"{data_dir.name}-{port}.log"
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    if cpus:
-        mask = sorted(os.sched_getaffinity(0))[:cpus]
-        command = [sys.executable, "-c", f"import os, sys; os.sched_setaffinity(0, {mask}); os.execv(sys.argv[1], sys.argv[1:])",
-                   *command]
+    mask = sorted(os.sched_getaffinity(0))[:cpus] if cpus else []
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT)
+        process = forkserver.popen(command, cwd=ROOT, env=environ, stdout=log_file, stderr=subprocess.STDOUT, cpus=mask)
     process.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
     with local_http(timeout=1) as http:
@@ -91,7 +90,7 @@ def start_server(data_dir: Path, port: int, cpus: int = 0, **env: str) -> subpro
     raise RuntimeError("server did not become ready in 60 s")
 
 
-def output(process: subprocess.Popen) -> str:
+def output(process: forkserver.Started) -> str:
     """What a server started by `start_server` has logged so far."""
     return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 
@@ -105,7 +104,7 @@ def query_in_process(data_dir: Path, sql: str) -> list[list]:
         f"c = clickhouse_connect.get_client(dsn='chdb://{data_dir}');"
         "sys.stdout.write(orjson.dumps([list(r) for r in c.query(sys.argv[1]).result_rows], default=str).decode())"
     )
-    out = subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, timeout=120, check=True)
+    out = forkserver.run([sys.executable, "-c", code, sql], capture_output=True, text=True, timeout=120, check=True)
     return orjson.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -25,6 +25,7 @@ import httpx
 import orjson
 import pytest
 
+from tests import forkserver
 from tests.reports import every_report, reference
 from tests.servers import ROOT, free_port, query_in_process, start_server, wait_consumed
 
@@ -58,10 +59,10 @@ class Run:
         self.events: dict[str, dict] = {}  # event_id -> event, every acknowledged one
         self.kills = 0
 
-    def start(self) -> subprocess.Popen:
+    def start(self) -> forkserver.Started:
         return start_server(self.data, self.port, **ENV)
 
-    def kill_after(self, server: subprocess.Popen, low: float, high: float) -> None:
+    def kill_after(self, server: forkserver.Started, low: float, high: float) -> None:
         time.sleep(self.rng.uniform(low, high))
         server.kill()
         server.wait(timeout=30)
@@ -108,15 +109,15 @@ def stitched(http: httpx.Client, seconds: float = 120) -> None:
 
 def commands(run: Run, *statements: str) -> None:
     """Statements on the data directory, the server stopped (one engine per directory)."""
-    subprocess.run([sys.executable, "-c", (
+    forkserver.run([sys.executable, "-c", (
         "import clickhouse_connect, sys; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
         "[c.command(s) for s in sys.argv[2:]]"), f"chdb://{run.data}", *statements], check=True, timeout=120)
 
 
-def cli(run: Run, *args: str) -> subprocess.Popen:
+def cli(run: Run, *args: str) -> forkserver.Started:
     env = {**os.environ, **ENV, "CLICKHOUSE_URL": f"chdb://{run.data}", "LOG_DIR": f"{run.data}-wal",
            "SPOOL_DIR": f"{run.data}-spool"}
-    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env,
+    return forkserver.popen([sys.executable, "-m", "server.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -13,6 +13,7 @@ from datetime import date
 import httpx
 import pytest
 
+from tests import forkserver
 from tests.reports import reference
 from tests.servers import ROOT, free_port, query_in_process, start_server, wait_consumed
 from tests.test_crashes import Load
@@ -24,7 +25,7 @@ APP = "a1"  # the load's events have no app: reports of APP are the reference's 
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return forkserver.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, **env})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import forkserver
 from tests.servers import ROOT, free_port, start_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.browser
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("browser")
     env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}"}
-    subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", "60000", "--days", "40"],
+    forkserver.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", "60000", "--days", "40"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     port = free_port()
     process = start_server(data, port)

@@ -15,6 +15,7 @@ import pytest
 
 from server.config import ConfigError, Settings
 from server.settings_doc import SETTINGS_DOC, markdown_table
+from tests import forkserver
 from tests.servers import ROOT, free_port, output, start_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -126,7 +127,7 @@ def test_several_workers_on_the_embedded_engine_need_the_log():
 
 def serve(port: int, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "LOG_DIR")}
-    return subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
+    return forkserver.run([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
                           env={**environ, **env}, capture_output=True, text=True, timeout=60)
 
 

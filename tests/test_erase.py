@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -20,6 +19,7 @@ from server.data.erase import pending_erasures
 from server.process.app import create_app
 from server.reports import rollup_job
 from server.store import db
+from tests import forkserver
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.servers import ROOT, free_port, query_in_process, start_server
@@ -155,7 +155,7 @@ def test_the_erase_command_takes_events_from_the_log_of_a_killed_server(tmp_path
     server.wait(timeout=30)
     user = victim()
     env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": f"{data}-wal", "SPOOL_DIR": f"{data}-spool"}
-    done = subprocess.run([sys.executable, "-m", "server.cli", "erase", "--user-id", user], cwd=ROOT, env=env,
+    done = forkserver.run([sys.executable, "-m", "server.cli", "erase", "--user-id", user], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     removed = orjson.loads(done.stdout.strip().splitlines()[-1])["removed"]

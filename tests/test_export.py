@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import orjson
 import pytest
 
 from server.process.app import create_app
+from tests import forkserver
 from tests.conftest import SettlingClient
 from tests.reports import reference
 from tests.servers import ROOT
@@ -89,13 +89,13 @@ def test_export_then_import_gives_the_same_reports(stored, make_settings):
 def test_the_export_command_writes_a_gzipped_file(tmp_path: Path):
     data = tmp_path / "data"
     env = {"CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": str(tmp_path / "wal"), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", "3000", "--days", "5"],
+    forkserver.run([sys.executable, "-m", "server.cli", "seed-demo", "--events", "3000", "--days", "5"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     out = tmp_path / "events.ndjson.gz"
-    done = subprocess.run([sys.executable, "-m", "server.cli", "export", str(out), "--from", "2000-01-01",
+    done = forkserver.run([sys.executable, "-m", "server.cli", "export", str(out), "--from", "2000-01-01",
                            "--to", "2099-12-31"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "400 days" in done.stderr  # the reports' range limit holds here too
-    done = subprocess.run([sys.executable, "-m", "server.cli", "export", str(out), "--bots", "include"],
+    done = forkserver.run([sys.executable, "-m", "server.cli", "export", str(out), "--bots", "include"],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = gzip.decompress(out.read_bytes()).splitlines()

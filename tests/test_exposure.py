@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import sys
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from server.config import ConfigError, Settings
 from server.logs import redact
 from server.process.preflight import is_loopback, reads_not_exposed
+from tests import forkserver
 from tests.servers import ROOT, free_port, output, start_server
 from tests.test_config import one_line_naming, serve
 
@@ -48,7 +48,7 @@ def test_the_exposure_check_passes_with_a_token_or_on_purpose():
 
 def test_commands_that_serve_nothing_are_not_refused_for_the_host_they_inherit(tmp_path):
     """migrate, erase, import…: HOST=0.0.0.0 in their environment (a container's) is not a reason to stop."""
-    result = subprocess.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, capture_output=True, text=True,
+    result = forkserver.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120, env={**os.environ, "HOST": "0.0.0.0", "CLICKHOUSE_URL": f"chdb://{tmp_path}/ch",
                                               "LOG_DIR": f"{tmp_path}/wal"})
     assert result.returncode == 0, result.stderr

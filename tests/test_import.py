@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from server.config import Settings
 from server.data import importer
+from tests import forkserver
 from tests.reports import reference
 from tests.servers import ROOT
 
@@ -121,10 +121,10 @@ def test_csv_and_parquet(settings: Settings, api, ch, tmp_path):
 def test_the_import_command(tmp_path):
     path = write_ndjson(tmp_path / "history.ndjson")
     env = {"CLICKHOUSE_URL": f"chdb://{tmp_path / 'data'}", "LOG_DIR": str(tmp_path / "wal"), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "server.cli", "import", str(path), "--app-id", "legacy"],
+    done = forkserver.run([sys.executable, "-m", "server.cli", "import", str(path), "--app-id", "legacy"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"{len(EVENTS):,} events stored" in done.stdout and "3 rejected" in done.stdout
-    unknown = subprocess.run([sys.executable, "-m", "server.cli", "import", str(tmp_path / "x.txt")],
+    unknown = forkserver.run([sys.executable, "-m", "server.cli", "import", str(tmp_path / "x.txt")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no such file" in unknown.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from datetime import date, timedelta
 
@@ -11,6 +10,7 @@ from server import cli
 from server.reports import breakdowns, funnels, queries, rollups
 from server.reports.params import report_range
 from server.store import db
+from tests import forkserver
 from tests.servers import ROOT, query_in_process
 
 
@@ -85,7 +85,7 @@ def test_the_rollups_command_runs_the_jobs_round_in_its_own_process(tmp_path):
     data = tmp_path / "data"
     env = {**os.environ, "CLICKHOUSE_URL": f"chdb://{data}", "LOG_DIR": str(tmp_path / "wal")}
     for command in (["seed-demo", "--events", "3000", "--days", "5", "--no-rollups"], ["rollups"]):
-        done = subprocess.run([sys.executable, "-m", "server.cli", *command], cwd=ROOT, env=env, capture_output=True,
+        done = forkserver.run([sys.executable, "-m", "server.cli", *command], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
     assert "finished report days" in done.stdout

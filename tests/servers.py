@@ -19,7 +19,7 @@ import orjson
 
 from tests import forkserver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = forkserver.ROOT  # the repository, where the processes tests start run
 
 
 def local_http(timeout: float = 30, base_url: str = "") -> httpx.Client:

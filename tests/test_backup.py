@@ -15,7 +15,7 @@ import pytest
 
 from tests import forkserver
 from tests.reports import reference
-from tests.servers import ROOT, free_port, query_in_process, start_server, wait_consumed
+from tests.servers import ROOT, free_port, queries_in_process, query_in_process, start_server, wait_consumed
 from tests.test_crashes import Load
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -85,10 +85,10 @@ def test_a_backup_under_load_restores_every_report_and_every_event_acknowledged_
     result = cli("restore", manifest["path"], CLICKHOUSE_URL=f"chdb://{restored}", LOG_DIR=f"{restored}-wal")
     assert result.returncode == 0, result.stderr
     seq = "SELECT user_id, toUInt32(props['seq']) FROM events WHERE app_id = ''"
-    in_backup = {(user, int(n)) for user, n in query_in_process(restored, seq)}
+    backed_up, [[count]] = queries_in_process(restored, seq, "SELECT count() FROM events")
+    in_backup = {(user, int(n)) for user, n in backed_up}
     in_original = {(user, int(n)) for user, n in query_in_process(data, seq)}
     assert before <= in_backup <= in_original and in_backup != in_original
-    [[count]] = query_in_process(restored, "SELECT count() FROM events")
     assert count == manifest["tables"]["events"] == len(in_backup) + len(EVENTS)
     port = free_port()
     server = start_server(restored, port, ROLLUP_INTERVAL_SECONDS="300")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import count_in_events, free_port, local_http, query_in_process, start_server
+from tests.servers import count_in_events, free_port, local_http, queries_in_process, query_in_process, start_server
 
 CHECK = (
     "SELECT count(), uniqExact(user_id, props['seq']), (SELECT sum(events) FROM event_counts_hourly), "
@@ -93,8 +93,9 @@ def kill_loop(tmp_path: Path, kills: int, cpus: int = 0, **env: str) -> None:
     server = start_server(data_dir, port)  # recovers, then drains at the stop below
     server.terminate()
     server.wait(timeout=120)
-    stored = {(user, int(seq)) for user, seq in query_in_process(data_dir, "SELECT user_id, props['seq'] FROM events")}
-    [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
+    rows, [[count, unique, counted, amount_sum, revenue]] = queries_in_process(
+        data_dir, "SELECT user_id, props['seq'] FROM events", CHECK)
+    stored = {(user, int(seq)) for user, seq in rows}
     assert acknowledged and acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"
     assert count == unique == len(stored) <= sent, "an event was stored twice"
     assert counted == count and revenue == amount_sum >= amount, "a rollup counted an event twice or not at all"

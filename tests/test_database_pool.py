@@ -4,6 +4,8 @@ on this engine clears a table's deduplication log, which this test checks."""
 
 from __future__ import annotations
 
+import time
+
 from server.store import db
 from tests.conftest import DatabasePool
 
@@ -43,3 +45,26 @@ def test_a_database_whose_schema_changed_is_dropped(database_pool: DatabasePool,
     database_pool.give_back([settings])
     assert settings.database not in database_pool.free
     assert not database_pool.client.command("EXISTS DATABASE {d:Identifier}", parameters={"d": settings.database})
+
+
+def test_a_database_changed_after_its_schema_was_found_the_same_is_dropped(database_pool: DatabasePool, make_settings,
+                                                                          monkeypatch):
+    """Once a database's schema was compared whole, the next give-backs compare what its tables
+    are and schema_migrations' parts: an ALTER, a table made again or a deleted migration record
+    still sends it away."""
+    monkeypatch.setattr(database_pool, "settled_seconds", -60)  # its fingerprint is kept at once
+    changes = ["ALTER TABLE events MODIFY SETTING non_replicated_deduplication_window = 7",
+               "ALTER TABLE schema_migrations DELETE WHERE version = 1 SETTINGS mutations_sync = 2"]
+    for change in changes:
+        settings = make_settings()
+        db.migrate(settings)
+        database_pool.give_back([settings])
+        assert database_pool.known[settings.database]
+        again = make_settings()
+        assert again.database == settings.database
+        time.sleep(1.1)  # the metadata file's time is in seconds
+        client = db.connect(again)
+        client.command(change)
+        client.close()
+        database_pool.give_back([again])
+        assert again.database not in database_pool.free, change

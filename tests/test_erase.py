@@ -22,7 +22,7 @@ from server.store import db
 from tests import forkserver
 from tests.conftest import SettlingClient
 from tests.reports import reference
-from tests.servers import ROOT, free_port, query_in_process, start_server
+from tests.servers import ROOT, free_port, queries_in_process, start_server
 
 FIRST, LAST = date(2025, 3, 3), date(2025, 3, 9)
 EVENTS = reference.generate(seed=21, first_day=FIRST, days=7, users=12)
@@ -160,8 +160,8 @@ def test_the_erase_command_takes_events_from_the_log_of_a_killed_server(tmp_path
     assert done.returncode == 0, done.stderr
     removed = orjson.loads(done.stdout.strip().splitlines()[-1])["removed"]
     assert removed["events"] == sum(1 for e in EVENTS if e["user_id"] == user)
-    assert query_in_process(data, f"SELECT count() FROM events WHERE user_id = '{user}'") == [[0]]
-    assert query_in_process(data, "SELECT count() FROM events") == [[len(EVENTS) - removed["events"]]]
+    assert queries_in_process(data, f"SELECT count() FROM events WHERE user_id = '{user}'", "SELECT count() FROM events") == [
+        [[0]], [[len(EVENTS) - removed["events"]]]]
 
 
 def test_an_erasure_cut_after_deleting_the_events_is_finished_when_asked_again(admin):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from server.process.lifeline import SERVE_PID_ENV
-from tests.servers import count_in_events, free_port, local_http, output, query_in_process, start_server
+from tests.servers import count_in_events, free_port, local_http, output, queries_in_process, query_in_process, start_server
 from tests.test_crashes import CHECK, Load, kill_loop
 
 
@@ -102,11 +102,11 @@ def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_wo
             server.kill()
     assert server.returncode == 0, output(server)
     assert sorted(p.name for p in (tmp_path / "clickhouse-wal" / "workers").iterdir()) == ["0", "1"]
-    stored = {(user, int(seq)) for user, seq in query_in_process(
-        data_dir, "SELECT user_id, props['seq'] FROM events WHERE event = 'pay'")}
+    paid, [[count, unique, counted, amount_sum, revenue]] = queries_in_process(
+        data_dir, "SELECT user_id, props['seq'] FROM events WHERE event = 'pay'", CHECK)
+    stored = {(user, int(seq)) for user, seq in paid}
     acknowledged = load.acknowledged
     assert len(acknowledged) > 1000 and acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"
-    [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
     assert count == unique == len(stored) + 50 <= load.sent + 50, "an event was stored twice"
     assert counted == count and revenue == amount_sum, "a rollup counted an event twice or not at all"
 
@@ -219,8 +219,9 @@ def test_a_group_under_load_through_twelve_random_sigkills(tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
-    stored = {(user, int(seq)) for user, seq in query_in_process(data_dir, "SELECT user_id, props['seq'] FROM events")}
+    rows, [[count, unique, counted, amount_sum, revenue]] = queries_in_process(
+        data_dir, "SELECT user_id, props['seq'] FROM events", CHECK)
+    stored = {(user, int(seq)) for user, seq in rows}
     assert load.acknowledged and load.acknowledged <= stored, f"{len(load.acknowledged - stored)} acknowledged events lost"
-    [[count, unique, counted, amount_sum, revenue]] = query_in_process(data_dir, CHECK)
     assert count == unique == len(stored), "an event was stored twice"
     assert counted == count and revenue == amount_sum, "a rollup counted an event twice or not at all"

@@ -93,6 +93,7 @@ class Settings:
     sql_max_memory_bytes: int = 1_000_000_000
     sql_max_result_bytes: int = 100_000_000
     sql_concurrency: int = 2
+    memory_trim_above_mb: int = 470
     rollup_zones: str = "UTC"
     rollup_interval_seconds: float = 300.0
     rollup_days: int = 400
@@ -178,7 +179,7 @@ class Settings:
             "max_props", "max_future_seconds", "rate_limit_ip_per_second", "rate_limit_ip_burst",
             "rate_limit_key_per_second", "rate_limit_key_burst", "batch_max_delay_ms", "log_batch_seconds",
             "stop_timeout_seconds",
-            "rollup_interval_seconds", "rollup_days", "stitch_interval_seconds",
+            "rollup_interval_seconds", "rollup_days", "stitch_interval_seconds", "memory_trim_above_mb",
             "buffer_min_seconds",
             "buffer_min_rows", "buffer_min_bytes",
         ]

@@ -139,6 +139,13 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "`/clickhouse/`: ClickHouse's `max_result_bytes`; a larger result is an error, not a cut answer.",
     ),
     "SQL_CONCURRENCY": ("2", "Client SQL: queries run at once (per service); more wait their turn."),
+    "MEMORY_TRIM_ABOVE_MB": (
+        "470",
+        "Embedded engine: once the process's resident memory is over this, the memory queries freed is "
+        "given back to the system after each report request and every second (`SYSTEM JEMALLOC PURGE`, "
+        "`engine_memory_purges_total`); below it the engine keeps it for the next queries, which then "
+        "need not fault it in again (docs/performance.md). 0: after every report request.",
+    ),
     "ROLLUP_ZONES": (
         "UTC",
         "Time zones (comma-separated IANA names) whose finished days of active users, new users, "

@@ -146,6 +146,10 @@ def make_settings(chdb_dir: Path, database_pool: DatabasePool):
         overrides.setdefault("spool_dir", str(chdb_dir.parent / "spool" / run))
         overrides.setdefault("log_dir", str(chdb_dir.parent / "wal" / run))
         overrides.setdefault("rollup_interval_seconds", 0)  # the job runs where a test asks for it
+        # The resident memory is this pytest process's, which holds many tests' apps and their
+        # engine: over MEMORY_TRIM_ABOVE_MB every report request gave memory back and the next
+        # queries faulted it in again (~10% of the CPU of the report tests). test_ops tests it.
+        overrides.setdefault("memory_trim_above_mb", 1_000_000)
         settings = Settings.from_env({}, clickhouse_url=url, **overrides)
         made.append(settings)
         return settings

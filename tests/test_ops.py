@@ -6,8 +6,9 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.process import services
+from server.process.app import create_app
 from server.store import db
+from tests.conftest import SettlingClient
 
 
 def samples(api) -> dict[tuple, float]:
@@ -50,17 +51,17 @@ def test_metrics_count_requests_events_and_batches(api):
     assert ("http_request_duration_seconds_count", (("route", "/events"),)) in found
 
 
-def test_the_embedded_engine_gives_freed_memory_back_after_reports(api, monkeypatch):
-    """After a report request, in a process over TRIM_ABOVE_MB (here: any), the engine's allocator
-    is told to give back what its queries freed (SYSTEM JEMALLOC PURGE, server/process/services.py),
-    without an error: counted."""
-    monkeypatch.setattr(services, "TRIM_ABOVE_MB", 0)
-    before = samples(api).get(("engine_memory_purges_total", ()), 0)
-    assert api.get("/reports/daily").status_code == 200
-    deadline = time.monotonic() + 10
-    while samples(api).get(("engine_memory_purges_total", ()), 0) <= before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert samples(api)[("engine_memory_purges_total", ())] > before
+def test_the_embedded_engine_gives_freed_memory_back_after_reports(make_settings):
+    """After a report request, in a process over MEMORY_TRIM_ABOVE_MB (here: any), the engine's
+    allocator is told to give back what its queries freed (SYSTEM JEMALLOC PURGE,
+    server/process/services.py), without an error: counted."""
+    with SettlingClient(create_app(make_settings(memory_trim_above_mb=0))) as api:
+        before = samples(api).get(("engine_memory_purges_total", ()), 0)
+        assert api.get("/reports/daily").status_code == 200
+        deadline = time.monotonic() + 10
+        while samples(api).get(("engine_memory_purges_total", ()), 0) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert samples(api)[("engine_memory_purges_total", ())] > before
 
 
 def test_unmatched_paths_share_one_label(api):
@@ -82,9 +83,6 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):
     from dataclasses import replace
-
-    from server.process.app import create_app
-    from tests.conftest import SettlingClient
 
     settings = make_settings(ack="insert", buffer_min_seconds=3000, buffer_max_seconds=3600)
     admin_client = None
@@ -109,7 +107,6 @@ def test_a_bug_in_a_route_is_logged_with_its_traceback_and_answered_500(make_set
     from starlette.testclient import TestClient
 
     from server.ingest import routes
-    from server.process.app import create_app
 
     def planted(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("planted bug")

@@ -58,12 +58,11 @@ NO_JIT = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile
 # back to the system only seconds later, so reports run one after another held more and more (at
 # 10 M demo events, eight reports after a load: 449 -> 507 MB, the anonymous part 193 -> 248 MB).
 # SYSTEM JEMALLOC PURGE gives it back (~5 ms for 60 MB, off the request path) once the process's
-# RSS is over TRIM_ABOVE_MB: looked at after every report request and every TRIM_SECONDS (ingest,
+# RSS is over MEMORY_TRIM_ABOVE_MB (470): looked at after every report request and every TRIM_SECONDS (ingest,
 # the rollup job, client SQL). Not below it: the next queries fault the pages in again (at 10 M
 # demo events, purged over 440 MB: the funnel 187 -> 213 ms, reports from `events` up to 1.5x
 # slower; over 470 MB no slower than never; the bench's peak 479-497 MB with 440, 480-488 with 470).
 TRIM_SECONDS = 1.0
-TRIM_ABOVE_MB = 470
 # The rollup job's first round comes this long after start (not in the way of a start's own work).
 ROLLUP_FIRST_DELAY_SECONDS = 2.0
 # At stop, how long a running round of the rollup job may take to notice (one report key's time).
@@ -179,7 +178,7 @@ class Services:
 
     def memory_freed(self) -> None:
         """A report request has ended: the memory its queries freed is given back soon if the
-        process is large (see TRIM_ABOVE_MB)."""
+        process is large (MEMORY_TRIM_ABOVE_MB, see TRIM_SECONDS)."""
         if self._trim_wanted is not None:
             self._trim_wanted.set()
 
@@ -191,7 +190,7 @@ class Services:
             except TimeoutError:
                 pass
             self._trim_wanted.clear()
-            if _rss_mb() < TRIM_ABOVE_MB:
+            if _rss_mb() < self.settings.memory_trim_above_mb:
                 continue
             try:
                 await asyncio.to_thread(self.query_client.command, "SYSTEM JEMALLOC PURGE")

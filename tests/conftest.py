@@ -83,7 +83,8 @@ class DatabasePool:
             "SELECT groupArray((name, uuid, metadata_modification_time)), "
             "max(metadata_modification_time) < now() - {settled:Int32}, "
             "(SELECT groupArray(name) FROM system.parts WHERE database = {d:String} AND table = 'schema_migrations' "
-            "AND active) FROM (SELECT * FROM system.tables WHERE database = {d:String} ORDER BY name)",
+            "AND active) FROM (SELECT name, uuid, metadata_modification_time FROM system.tables WHERE database = {d:String} "
+            "ORDER BY name)",
             parameters={"d": database, "settled": self.settled_seconds}).result_rows[0]
         fingerprint = (found, migrations)
         if found and self.known.get(database) == fingerprint:

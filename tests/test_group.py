@@ -63,7 +63,7 @@ def test_two_workers_store_each_acknowledged_event_once_through_sigkills_of_a_wo
     try:
         engine, workers = engine_and_workers(server.pid)
         assert engine is not None and len(workers) == 2
-        with Load(port, run=0, clients=64) as load:
+        with Load(port, run=0, clients=64, pause=0.1) as load:  # 64 connections, ~640 requests a second at most
             load.keep_going = True
             time.sleep(1.0)
             os.kill(engine, signal.SIGKILL)  # the workers keep acknowledging; the engine comes back
@@ -200,7 +200,7 @@ def test_a_group_under_load_through_twelve_random_sigkills(tmp_path):
     rng = random.Random(12)
     server = start_server(data_dir, port, WEB_CONCURRENCY="2", LOG_BATCH_SECONDS=str(rng.choice([0.05, 0.2, 1])))
     try:
-        with Load(port, run=0, clients=16) as load:
+        with Load(port, run=0, clients=16, pause=0) as load:
             load.keep_going = True
             for _ in range(12):
                 time.sleep(rng.uniform(0.3, 1.5))

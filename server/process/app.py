@@ -157,7 +157,8 @@ def create_app(settings: Settings, freeze_after_start: bool = False, group_worke
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await opened.open()
-        useragent.warm()  # once a process (~0.11 s): not in the time of its first event
+        if not group_workers:  # a group's engine takes no events: its workers do (front.py)
+            useragent.warm()  # once a process (~0.11 s): not in the time of its first event
         if held is not None:
             held.close()
         if opened.keys.open_for_writes:

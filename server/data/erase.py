@@ -132,26 +132,29 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
     buckets rebuilt from `events`. None when there is nothing to remove."""
     params: dict[str, Any] = {"pairs": pairs, "user_ids": sorted({one for _, one in pairs})}
     pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
-                           f"groupArray(hours))), min(first_dt), max(rows), count() FROM erasures WHERE {RECORDS}",
-                           parameters=params).result_rows
-    pending = [row[:4] for row in pending if row[4]]
+                           "groupArray(hours))), min(first_dt), max(rows), arrayDistinct(arrayFlatten(groupArray(sessions))), "
+                           f"count() FROM erasures WHERE {RECORDS}", parameters=params).result_rows
+    pending = [row[:5] for row in pending if row[5]]
     if not found and not pending:
         return None
-    # One read of the ids' events: the buckets and hours to rebuild, and the first day changed
-    # (their first event in any app: see ANY_APP); with what a removal cut by a crash recorded
-    # before it deleted them (021_erasures.sql).
+    # One read of the ids' events: the buckets and hours to rebuild, the first day changed (their
+    # first event in any app: see ANY_APP) and, for a stitch, their sessions (rebuilt too); with
+    # what a removal cut by a crash recorded before it deleted them (021_erasures.sql).
     taken = f"(app_id, user_id) IN {PAIRS}"
-    buckets, hours, first_dt, rows = client.query(
+    buckets, hours, first_dt, rows, sessions = client.query(
         f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {taken}), "
-        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {taken}), min(dt), countIf({taken}) "
-        f"FROM events WHERE user_id IN {IDS}", parameters=params).result_rows[0]
+        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {taken}), min(dt), countIf({taken}), "
+        f"groupUniqArrayIf((toString(app_id), session_id), {taken} AND session_id != '' AND {{stitched:UInt8}}) "
+        f"FROM events WHERE user_id IN {IDS}", parameters={**params, "stitched": int(stitched)}).result_rows[0]
     if pending:
-        earlier_buckets, earlier_hours, earlier_first, earlier_rows = pending[0]
+        earlier_buckets, earlier_hours, earlier_first, earlier_rows, earlier_sessions = pending[0]
         buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
+        sessions = sorted({*map(tuple, sessions), *map(tuple, earlier_sessions)})
         first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
     begun = datetime.now(UTC)
-    db.insert_rows(client, "erasures", ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch"],
-                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched)] for app, one in pairs])
+    db.insert_rows(client, "erasures",
+                   ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch", "sessions"],
+                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched), sessions] for app, one in pairs])
     statement_params = {**params, "buckets": buckets, "hours": hours}
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
         client.command(lightweight(statement) if stitched else statement, parameters=statement_params)
@@ -159,6 +162,9 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
         db.wait_mutations(client)
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_rebuild.sql").read_text()):
         client.command(statement, parameters=statement_params)
+    if sessions:  # a stitch's: its sessions' rows counted once, whatever a copy cut short left (stitch.py)
+        for statement in db.sql_statements((db.SQL_DIR / "people" / "rebuild_sessions.sql").read_text()):
+            client.command(statement, parameters={"sessions": sessions})
     return Removal(params, first_dt, rows)
 
 

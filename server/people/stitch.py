@@ -9,9 +9,11 @@ A round (every STITCH_INTERVAL_SECONDS in the server, before `analytics-api roll
 2. `move` (the log's consumer paused, so no event of theirs arrives meanwhile): the events of
    each joined id still stored under its own id are copied under its person
    (clickhouse/people/copy_events.sql: every view over `events` counts the copies for the
-   person), then the originals are removed from `events` and every table keyed by user and the
-   rollups' buckets they fell in rebuilt, as an erasure does (server/data/erase.py
-   `remove_ids`, recorded first so that a crash between is finished by the next round). The
+   person; copies a crash left in `events`, which the views may lack, are taken out and made
+   again: copied.sql, uncopy.sql), then the originals are removed from `events` and every
+   table keyed by user, and the rollups' buckets and the sessions they fell in rebuilt, as an
+   erasure does (server/data/erase.py `remove_ids`, recorded first so that a crash between is
+   finished by the next round). The
    removal adds a change to `event_changes` reaching back to the id's first event: the rollup
    job stores every day from then on again, so the stored days count the person too.
 
@@ -111,8 +113,10 @@ def begin_move(client: Client, found: dict[str, list[tuple[str, str]]]) -> Remov
     originals made (patch parts in `events`, at once) and the rollups' buckets rebuilt;
     `finish_removal` (server/data/erase.py) waits for the rest without the pause."""
     for app_id, pairs in found.items():
-        ids, persons = [one for one, _ in pairs], [person for _, person in pairs]
-        client.command(sql("copy_events"), parameters={"app_id": app_id, "ids": ids, "persons": persons})
+        params = {"app_id": app_id, "ids": [one for one, _ in pairs], "persons": [person for _, person in pairs]}
+        if db.scalar(client, sql("copied"), params):  # a move a crash cut short: views may lack its copies
+            client.command(sql("uncopy"), parameters=params)
+        client.command(sql("copy_events"), parameters=params)
     taken = [(app_id, one) for app_id, pairs in found.items() for one, _ in pairs]
     # One removal for every app: its mutations' cost hardly grows with the rows.
     return begin_removal(client, taken, stitched=True) if taken else None

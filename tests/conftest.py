@@ -252,7 +252,7 @@ def _working_tree_files() -> set[str]:
     """Paths git would list as changed, untracked or ignored (caches of the tools excepted)."""
     listed = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout.splitlines()
-    caches = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/", ".egg-info/")
+    caches = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/", ".venv-tools/", ".egg-info/")
     return {line[3:] for line in listed if not any(cache in line for cache in caches)}
 
 

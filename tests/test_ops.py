@@ -78,7 +78,8 @@ def test_migrations_are_recorded_and_safe_to_rerun(settings, api, ch):
                         (14, "report_days"), (15, "users_last"),
                         (16, "event_changes_last"), (17, "user_days"), (18, "funnel_days"),
                         (19, "breakdown_days"), (20, "identities"),
-                        (21, "erasures"), (22, "persons"), (23, "stitch_marks"), (24, "patch_deletes")]
+                        (21, "erasures"), (22, "persons"), (23, "stitch_marks"), (24, "patch_deletes"),
+                        (25, "stitch_sessions")]
 
 
 def test_changed_buffer_thresholds_recreate_the_buffer_without_losing_rows(make_settings):

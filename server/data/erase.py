@@ -119,6 +119,36 @@ def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, 
     return removal is not None
 
 
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MovedSessions:
+    """The sessions of a stitch's moved events, (app_id, session_id), and the times of every event
+    of them (by any user, from the rows of `sessions`, read before their rebuild deletes them):
+    rebuild_sessions.sql reads `events` in that span only, not whole."""
+
+    ids: list[tuple[str, str]]
+    first: datetime = NO_TIME
+    last: datetime = NO_TIME
+
+    @classmethod
+    def of(cls, client: Client, ids: list[tuple[str, str]]) -> MovedSessions:
+        if not ids:
+            return cls([])
+        first, last = client.query("SELECT min(started), max(ended) FROM sessions WHERE (app_id, session_id) IN "
+                                   "{sessions:Array(Tuple(String, String))}", parameters={"sessions": ids}).result_rows[0]
+        return cls(ids, first, last)
+
+    def join(self, other: MovedSessions) -> MovedSessions:
+        if not other.ids:
+            return self
+        ids = sorted({*self.ids, *((str(app), str(session)) for app, session in other.ids)})
+        if not self.ids:
+            return MovedSessions(ids, other.first, other.last)
+        return MovedSessions(ids, min(self.first, other.first), max(self.last, other.last))
+
+
 @dataclass(frozen=True)
 class Removal:
     params: dict[str, Any]
@@ -133,28 +163,35 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
     params: dict[str, Any] = {"pairs": pairs, "user_ids": sorted({one for _, one in pairs})}
     pending = client.query("SELECT arrayDistinct(arrayFlatten(groupArray(buckets))), arrayDistinct(arrayFlatten("
                            "groupArray(hours))), min(first_dt), max(rows), arrayDistinct(arrayFlatten(groupArray(sessions))), "
-                           f"count() FROM erasures WHERE {RECORDS}", parameters=params).result_rows
-    pending = [row[:5] for row in pending if row[5]]
+                           f"minIf(sessions_from, notEmpty(sessions)), maxIf(sessions_to, notEmpty(sessions)), count() "
+                           f"FROM erasures WHERE {RECORDS}",
+                           parameters=params).result_rows
+    pending = [row[:7] for row in pending if row[7]]
     if not found and not pending:
         return None
     # One read of the ids' events: the buckets and hours to rebuild, the first day changed (their
-    # first event in any app: see ANY_APP) and, for a stitch, their sessions (rebuilt too); with
-    # what a removal cut by a crash recorded before it deleted them (021_erasures.sql).
+    # first event in any app: see ANY_APP) and, for a stitch, each id's sessions (rebuilt too);
+    # with what a removal cut by a crash recorded before it deleted them (021_erasures.sql, 025).
     taken = f"(app_id, user_id) IN {PAIRS}"
-    buckets, hours, first_dt, rows, sessions = client.query(
+    buckets, hours, first_dt, rows, triples = client.query(
         f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {taken}), "
         f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {taken}), min(dt), countIf({taken}), "
-        f"groupUniqArrayIf((toString(app_id), session_id), {taken} AND session_id != '' AND {{stitched:UInt8}}) "
+        f"groupUniqArrayIf((toString(app_id), user_id, session_id), {taken} AND session_id != '' AND {{stitched:UInt8}}) "
         f"FROM events WHERE user_id IN {IDS}", parameters={**params, "stitched": int(stitched)}).result_rows[0]
+    own: dict[tuple[str, str], list[tuple[str, str]]] = {}  # each id's sessions, (app_id, session_id)
+    for app, one, session in triples:
+        own.setdefault((app, one), []).append((app, session))
+    sessions = MovedSessions.of(client, sorted({found for listed in own.values() for found in listed}))
     if pending:
-        earlier_buckets, earlier_hours, earlier_first, earlier_rows, earlier_sessions = pending[0]
+        earlier_buckets, earlier_hours, earlier_first, earlier_rows, *earlier_sessions = pending[0]
         buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
-        sessions = sorted({*map(tuple, sessions), *map(tuple, earlier_sessions)})
         first_dt, rows = (min(first_dt, earlier_first) if rows else earlier_first), max(rows, earlier_rows)
+        sessions = sessions.join(MovedSessions(*earlier_sessions))
     begun = datetime.now(UTC)
-    db.insert_rows(client, "erasures",
-                   ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch", "sessions"],
-                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched), sessions] for app, one in pairs])
+    db.insert_rows(client, "erasures", ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch",
+                                        "sessions", "sessions_from", "sessions_to"],
+                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched), own.get((app, one), []),
+                     sessions.first, sessions.last] for app, one in pairs])
     statement_params = {**params, "buckets": buckets, "hours": hours}
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
         client.command(lightweight(statement) if stitched else statement, parameters=statement_params)
@@ -162,9 +199,9 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
         db.wait_mutations(client)
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_rebuild.sql").read_text()):
         client.command(statement, parameters=statement_params)
-    if sessions:  # a stitch's: its sessions' rows counted once, whatever a copy cut short left (stitch.py)
+    if sessions.ids:  # a stitch's: its sessions' rows counted once, whatever a copy cut short left (stitch.py)
         for statement in db.sql_statements((db.SQL_DIR / "people" / "rebuild_sessions.sql").read_text()):
-            client.command(statement, parameters={"sessions": sessions})
+            client.command(statement, parameters={"sessions": sessions.ids, "from": sessions.first, "to": sessions.last})
     return Removal(params, first_dt, rows)
 
 

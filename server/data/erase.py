@@ -119,6 +119,14 @@ def remove_ids(client: Client, pairs: list[tuple[str, str]], *, stitched: bool, 
     return removal is not None
 
 
+def by_pair(triples: list[tuple[str, str, Any]]) -> dict[tuple[str, str], list[Any]]:
+    """(app_id, id, value) rows as each (app_id, id)'s values."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for app, one, value in triples:
+        found.setdefault((app, one), []).append(value)
+    return found
+
+
 NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -170,18 +178,19 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
     if not found and not pending:
         return None
     # One read of the ids' events: the buckets and hours to rebuild, the first day changed (their
-    # first event in any app: see ANY_APP) and, for a stitch, each id's sessions (rebuilt too);
-    # with what a removal cut by a crash recorded before it deleted them (021_erasures.sql, 025).
+    # first event in any app: see ANY_APP) and, for a stitch, the sessions (rebuilt too), each id's
+    # own in its row of the record (every id's in every row grew with ids x buckets); with what a
+    # removal cut by a crash recorded before it deleted them (021_erasures.sql, 025).
     taken = f"(app_id, user_id) IN {PAIRS}"
-    buckets, hours, first_dt, rows, triples = client.query(
-        f"SELECT groupUniqArrayIf(toStartOfFifteenMinutes(toDateTime(dt, 'UTC')), {taken}), "
-        f"groupUniqArrayIf(toStartOfHour(toDateTime(dt, 'UTC')), {taken}), min(dt), countIf({taken}), "
-        f"groupUniqArrayIf((toString(app_id), user_id, session_id), {taken} AND session_id != '' AND {{stitched:UInt8}}) "
-        f"FROM events WHERE user_id IN {IDS}", parameters={**params, "stitched": int(stitched)}).result_rows[0]
-    own: dict[tuple[str, str], list[tuple[str, str]]] = {}  # each id's sessions, (app_id, session_id)
-    for app, one, session in triples:
-        own.setdefault((app, one), []).append((app, session))
-    sessions = MovedSessions.of(client, sorted({found for listed in own.values() for found in listed}))
+    in_buckets, in_hours, first_dt, rows, in_sessions = client.query(
+        f"SELECT groupUniqArrayIf((toString(app_id), user_id, toStartOfFifteenMinutes(toDateTime(dt, 'UTC'))), {taken}), "
+        f"groupUniqArrayIf((toString(app_id), user_id, toStartOfHour(toDateTime(dt, 'UTC'))), {taken}), min(dt), "
+        f"countIf({taken}), groupUniqArrayIf((toString(app_id), user_id, (toString(app_id), session_id)), {taken} "
+        f"AND session_id != '' AND {{stitched:UInt8}}) FROM events WHERE user_id IN {IDS}",
+        parameters={**params, "stitched": int(stitched)}).result_rows[0]
+    own = {"buckets": by_pair(in_buckets), "hours": by_pair(in_hours), "sessions": by_pair(in_sessions)}
+    buckets, hours = (sorted({one for listed in own[name].values() for one in listed}) for name in ("buckets", "hours"))
+    sessions = MovedSessions.of(client, sorted({tuple(one) for listed in own["sessions"].values() for one in listed}))
     if pending:
         earlier_buckets, earlier_hours, earlier_first, earlier_rows, *earlier_sessions = pending[0]
         buckets, hours = sorted({*buckets, *earlier_buckets}), sorted({*hours, *earlier_hours})
@@ -190,8 +199,9 @@ def begin_removal(client: Client, pairs: list[tuple[str, str]], *, stitched: boo
     begun = datetime.now(UTC)
     db.insert_rows(client, "erasures", ["user_id", "app_id", "buckets", "hours", "first_dt", "rows", "begun", "stitch",
                                         "sessions", "sessions_from", "sessions_to"],
-                   [[one, app, buckets, hours, first_dt, rows, begun, int(stitched), own.get((app, one), []),
-                     sessions.first, sessions.last] for app, one in pairs])
+                   [[one, app, *(own[name].get((app, one), []) for name in ("buckets", "hours")), first_dt, rows, begun,
+                     int(stitched), own["sessions"].get((app, one), []), sessions.first, sessions.last]
+                    for app, one in pairs])
     statement_params = {**params, "buckets": buckets, "hours": hours}
     for statement in db.sql_statements((db.SQL_DIR / "erase" / "erase_user.sql").read_text()):
         client.command(lightweight(statement) if stitched else statement, parameters=statement_params)

@@ -1,4 +1,4 @@
--- The copies copied.sql found, deleted from `events` as a patch part (visible at once, 024): the
+-- The copies copied.sql found (in one app), deleted from `events` as a patch part (visible at once, 024): the
 -- copy is then made again whole. Rows the views took from the first copy are counted again by the
 -- second: harmless in the tables of user sets, firsts and lasts (user_hours, user_days,
 -- users_first, users_last, session spans, active_users_15m); the counts are rebuilt from `events`

@@ -112,9 +112,11 @@ def begin_move(client: Client, found: dict[str, list[tuple[str, str]]]) -> Remov
     """The part of a move that needs the pipeline quiesced: the copies, the deletes of the
     originals made (patch parts in `events`, at once) and the rollups' buckets rebuilt;
     `finish_removal` (server/data/erase.py) waits for the rest without the pause."""
+    everyone = sorted({(app_id, one) for app_id, pairs in found.items() for pair in pairs for one in pair})
+    cut = {str(row[0]) for row in client.query(sql("copied"), parameters={"pairs": everyone}).result_rows}
     for app_id, pairs in found.items():
         params = {"app_id": app_id, "ids": [one for one, _ in pairs], "persons": [person for _, person in pairs]}
-        if db.scalar(client, sql("copied"), params):  # a move a crash cut short: views may lack its copies
+        if app_id in cut:  # a move a crash cut short: the views may lack its copies
             client.command(sql("uncopy"), parameters=params)
         client.command(sql("copy_events"), parameters=params)
     taken = [(app_id, one) for app_id, pairs in found.items() for one, _ in pairs]

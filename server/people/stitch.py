@@ -13,9 +13,9 @@ A round (every STITCH_INTERVAL_SECONDS in the server, before `analytics-api roll
    again: copied.sql, uncopy.sql), then the originals are removed from `events` and every
    table keyed by user, and the rollups' buckets and the sessions they fell in rebuilt, as an
    erasure does (server/data/erase.py `remove_ids`, recorded first so that a crash between is
-   finished by the next round). The
-   removal adds a change to `event_changes` reaching back to the id's first event: the rollup
-   job stores every day from then on again, so the stored days count the person too.
+   finished by the next round). The removal adds a change to `event_changes` reaching back to
+   the id's first event: the rollup job stores every day from then on again, so the stored days
+   count the person too.
 
 Events an anonymous id sends after its join are stored under it and moved by the next round.
 """

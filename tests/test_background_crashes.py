@@ -88,7 +88,11 @@ class Run:
             with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60) as http:
                 wait_consumed(self.port)
                 stitched(http)
-                assert reports(http) == expected(list(self.events.values())), f"after kill {self.kills}"
+                found, wanted = reports(http), expected(list(self.events.values()))
+                if found != wanted:  # kept for a look afterwards (pytest keeps a failed test's tmp_path)
+                    (self.tmp_path / "acknowledged.json").write_bytes(orjson.dumps(list(self.events.values())))
+                    (self.tmp_path / "reports.json").write_bytes(orjson.dumps({"found": found, "wanted": wanted}))
+                assert found == wanted, f"after kill {self.kills}: {differences(found, wanted)}"
         finally:
             server.terminate()
             server.wait(timeout=120)
@@ -96,6 +100,21 @@ class Run:
         stored = {str(row[0]) for row in query_in_process(self.data, "SELECT toString(event_id) FROM events")}
         assert set(self.events) <= stored, f"{len(set(self.events) - stored)} acknowledged events lost"
         assert count == unique, "an event was stored twice"
+
+
+def differences(found: dict[str, object], wanted: dict[str, object]) -> list[str]:
+    """The reports that differ, each by its first differing row (or value)."""
+    lines = []
+    for name, theirs in wanted.items():
+        mine = found.get(name)
+        if isinstance(mine, dict) and isinstance(theirs, dict):  # daily: total_users, daily_stats
+            lines += differences({f"{name} {k}": v for k, v in mine.items()}, {f"{name} {k}": v for k, v in theirs.items()})
+        elif isinstance(mine, list) and isinstance(theirs, list) and mine != theirs:
+            row = next((n for n, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), min(len(mine), len(theirs)))
+            lines.append(f"{name} row {row}: {mine[row:row + 1]} != {theirs[row:row + 1]}")
+        elif mine != theirs:
+            lines.append(f"{name}: {mine} != {theirs}")
+    return lines
 
 
 def stitched(http: httpx.Client, seconds: float = 120) -> None:
